@@ -1,0 +1,261 @@
+"""The architecture protocol: what one model family declares so `Model` can load, run and save it.
+
+An architecture module holds, top to bottom: a pydantic config (unknown keys kept, bad values
+rejected naming the key), the backbone written with `isoform.layers`, one head per task, and the
+weight map as data. Adding a family is one module that subclasses `Architecture` (or a sibling
+family, as RoBERTa does BERT) and calls `register`::
+
+    @register
+    class Bert(Architecture):
+        model_type = "bert"
+        Config = BertConfig
+        prefix = "bert."                       # base-model prefix in task checkpoints
+        tasks = {None: "BertModel", "masked-lm": "BertForMaskedLM", ...}   # task -> transformers class
+        head_patterns = (r"^cls\\.", r"^classifier\\.", ...)   # head tensors to skip when unused
+
+        def backbone(self, ids, mask, token_types, *, pooler): ...   # -> {"last_hidden_state", ...}
+        def head(self, task, states, mask): ...                       # -> {"logits": ...}
+        def rules(self, task, *, pooler): ...                         # -> [Rename(...), ...]
+        def tied(self, task): ...                                     # -> {param: other_param}
+
+Graph parameter names are the Hugging Face names without the model prefix, so the rules are
+mostly identity renames; linear weights are transposed (see `isoform.layers.linear`).
+
+`build()` (below) writes the encoder framing shared by the BERT family: inputs ``input_ids``,
+``attention_mask`` and (when the model has token types) ``token_type_ids`` of shape
+[batch, seq] — [batch, choices, seq] for ``multiple-choice``, flattened before the backbone and
+un-flattened after the head. Other families (decoders, vision) override `build` and
+`check_inputs`; `generate`/ONNX export hook in at the `Model` level and need nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import ConfigError, InputError
+from ..ir import Graph, GraphBuilder, Tensor
+from ..ir.dtypes import DType, as_dtype
+from ..layers import ACTIVATIONS
+from ..weights import Rename, Rule, WeightMap
+
+TASKS = ("masked-lm", "causal-lm", "seq2seq-lm", "sequence-classification", "token-classification",
+         "question-answering", "multiple-choice", "pretraining", "image-classification", "ctc")
+
+
+class ArchConfig(BaseModel):
+    """Base of architecture configs: a pydantic model of ``config.json`` that keeps unknown keys
+    (``model_dump()`` gives them back, so saving round-trips) and validates the ones it declares."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, protected_namespaces=())
+
+    model_type: str
+    id2label: dict[str, Any] | None = None
+    tie_word_embeddings: bool = True
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classifier outputs: ``len(id2label)``, else ``num_labels``, else 2 (as transformers)."""
+        if self.id2label:
+            return len(self.id2label)
+        n = (self.model_extra or {}).get("num_labels", 2)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"config key 'num_labels' must be a positive integer, got {n!r}")
+        return n
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """An undeclared config key, or ``default``."""
+        return (self.model_extra or {}).get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as ``config.json`` data (declared and unknown keys)."""
+        return self.model_dump(mode="json")
+
+
+def known_activation(name: str | None) -> str | None:
+    """Validator body for ``hidden_act``-like keys: a name of `isoform.layers.ACTIVATIONS` (or None)."""
+    if name is not None and name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; supported: {', '.join(sorted(ACTIVATIONS))}")
+    return name
+
+
+def parse_config(cls: type[ArchConfig], data: Mapping[str, Any], source: str = "config.json") -> ArchConfig:
+    """Validate ``data`` with ``cls``; ConfigError naming every offending key."""
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(config)"
+            value = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+            problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}{value}")
+        raise ConfigError(f"invalid {source} for model_type {data.get('model_type')!r}: " + "; ".join(problems)) from None
+
+
+class Architecture:
+    """One model family: config class, graph builder, task heads and weight map. See the module doc."""
+
+    model_type: ClassVar[str]
+    Config: ClassVar[type[ArchConfig]]
+    prefix: ClassVar[str] = ""
+    tasks: ClassVar[dict[str | None, str]] = {}
+    head_patterns: ClassVar[tuple[str, ...]] = ()
+    ignore_patterns: ClassVar[tuple[str, ...]] = (r"(^|\.)position_ids$",)
+    padding_safe: ClassVar[bool] = True
+    pooler_param: ClassVar[str | None] = None
+
+    def __init__(self, config: ArchConfig):
+        self.config = config
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any]) -> Architecture:
+        return cls(parse_config(cls.Config, data))
+
+    # -- to implement ---------------------------------------------------------------------------
+    def backbone(self, ids: Tensor, mask: Tensor, token_types: Tensor | None, *, pooler: bool) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def head(self, task: str, states: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def rules(self, task: str | None, *, pooler: bool) -> list[Rule]:
+        raise NotImplementedError
+
+    def tied(self, task: str | None) -> dict[str, str]:
+        return {}
+
+    def uses_pooler(self, task: str | None) -> bool:
+        """Whether the task's transformers class builds the base model with its pooler."""
+        return False
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence the position table covers."""
+        return int(self.config.max_position_embeddings)
+
+    @property
+    def uses_token_types(self) -> bool:
+        return int(getattr(self.config, "type_vocab_size", 0) or 0) > 0
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.config, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+    # -- provided -------------------------------------------------------------------------------
+    def check_task(self, task: str | None) -> None:
+        if task not in self.tasks:
+            valid = ", ".join(repr(t) for t in self.tasks)
+            raise ConfigError(f"task {task!r} is not supported by model_type {self.model_type!r}; valid tasks: {valid}")
+
+    def is_padding_safe(self, task: str | None) -> bool:
+        """True if appending masked padding tokens leaves the outputs for real tokens unchanged
+        (then `Model` pads sequence lengths up to buckets so jitted backends compile less)."""
+        return self.padding_safe
+
+    def has_pooler(self, task: str | None, keys: Collection[str] | None) -> bool:
+        """Whether to build the pooler: the task needs it, or (bare model) the checkpoint has it."""
+        if self.pooler_param is None:
+            return False
+        if task is not None:
+            return self.uses_pooler(task)
+        return keys is None or any(k in keys for k in (self.pooler_param, self.prefix + self.pooler_param))
+
+    def input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.uses_token_types else [])
+
+    def build(self, task: str | None = None, dtype: DType | str = "float32",
+              keys: Collection[str] | None = None) -> Graph:
+        """The graph for ``task`` (None = bare model) with float params of ``dtype``. ``keys``:
+        checkpoint tensor names, used to leave out optional modules the checkpoint lacks (pooler)."""
+        self.check_task(task)
+        g = GraphBuilder(f"{self.model_type}:{task or 'base'}", dtype=as_dtype(dtype),
+                         metadata={"model_type": self.model_type, "task": task})
+        dims = ["batch", "choices", "seq"] if task == "multiple-choice" else ["batch", "seq"]
+        ids, mask, *types = (g.input(n, dims, "i64") for n in self.input_names())
+        if task == "multiple-choice":
+            ids, mask, *types = (t.reshape("batch*choices", "seq") for t in (ids, mask, *types))
+        states = self.backbone(ids, mask, types[0] if types else None, pooler=self.has_pooler(task, keys))
+        outputs = states if task is None else self.head(task, states, mask)
+        for name, t in outputs.items():
+            if task == "multiple-choice":
+                t = t.reshape("batch", "choices")
+            g.output(name, t)
+        return g.build()
+
+    def weight_map(self, task: str | None, *, pooler: bool) -> WeightMap:
+        """How the graph's params are named in a transformers checkpoint of the task's class."""
+        return WeightMap(self.rules(task, pooler=pooler), ignore=[*self.ignore_patterns, *self.head_patterns],
+                         tied=self.tied(task), prefix=self.prefix, save_prefix=task is not None)
+
+    def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
+        """Raise InputError (naming the input) for ids outside the vocabulary, sequences longer
+        than the position table, or masks/token types whose shape differs from the ids."""
+        ids = inputs["input_ids"]
+        rank = 3 if task == "multiple-choice" else 2
+        layout = "[batch, choices, seq]" if rank == 3 else "[batch, seq]"
+        if ids.ndim != rank:
+            raise InputError(f"input_ids must have shape {layout}, got shape {ids.shape}")
+        if ids.shape[-1] == 0:
+            raise InputError("input_ids is empty: sequences need at least one token")
+        vocab = int(self.config.vocab_size)
+        _check_ints("input_ids", ids, 0, vocab, "the vocabulary size (vocab_size)")
+        if ids.shape[-1] > self.max_length:
+            raise InputError(f"input_ids has sequence length {ids.shape[-1]}, longer than this model's maximum "
+                             f"{self.max_length} (max_position_embeddings): truncate the inputs")
+        for name in ("attention_mask", "token_type_ids"):
+            if name in inputs and inputs[name].shape != ids.shape:
+                raise InputError(f"{name} has shape {inputs[name].shape}, but input_ids has shape {ids.shape}: "
+                                 "they must be equal")
+        if "attention_mask" in inputs:
+            _check_ints("attention_mask", inputs["attention_mask"], 0, 2, "2 (values must be 0 or 1)")
+        if "token_type_ids" in inputs:
+            _check_ints("token_type_ids", inputs["token_type_ids"], 0, int(self.config.type_vocab_size),
+                        "type_vocab_size")
+
+
+def _check_ints(name: str, x: np.ndarray, low: int, high: int, what: str) -> None:
+    if x.dtype.kind not in "iub":
+        raise InputError(f"{name} must hold integers, got dtype {x.dtype}")
+    if x.size and (x.min() < low or x.max() >= high):
+        bad = np.argwhere((x < low) | (x >= high))[0]
+        raise InputError(f"{name} holds {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}, outside "
+                         f"[{low}, {high}) where {high} is {what}")
+
+
+def same(*names: str, prefixed: bool = True) -> list[Rule]:
+    """Identity rules: each checkpoint tensor is the graph parameter of the same name."""
+    return [Rename(n, n, prefixed=prefixed) for n in names]
+
+
+def norm_rules(*names: str, prefixed: bool = True) -> list[Rule]:
+    """Identity rules for the ``weight`` and ``bias`` of norm layers."""
+    return same(*(f"{n}.{p}" for n in names for p in ("weight", "bias")), prefixed=prefixed)
+
+
+# -- registry ----------------------------------------------------------------------------------------
+REGISTRY: dict[str, type[Architecture]] = {}
+
+
+def register(cls: type[Architecture]) -> type[Architecture]:
+    """Class decorator adding an architecture under its ``model_type``."""
+    if REGISTRY.get(cls.model_type, cls) is not cls:
+        raise ConfigError(f"model_type {cls.model_type!r} is registered twice")
+    REGISTRY[cls.model_type] = cls
+    return cls
+
+
+def supported() -> list[str]:
+    """Every registered ``model_type``, sorted."""
+    return sorted(REGISTRY)
+
+
+def get(model_type: object) -> type[Architecture]:
+    """The architecture registered for ``model_type``; ConfigError listing the supported ones."""
+    if not isinstance(model_type, str) or model_type not in REGISTRY:
+        what = "config.json has no 'model_type'" if model_type is None else f"unknown model_type {model_type!r}"
+        raise ConfigError(f"{what}; supported model types: {', '.join(supported())}")
+    return REGISTRY[model_type]

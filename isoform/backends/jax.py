@@ -1,0 +1,281 @@
+"""The JAX backend: a graph becomes one pure, jitted function over a flat parameter pytree.
+
+    program = backend.compile(graph, params)
+    program.params                      # {param name: jax.Array}: a pytree for jax.grad / optax
+    program.fn(program.params, inputs)  # pure and jitted: dict of inputs -> dict of outputs
+    program(**inputs)                   # checks inputs (InputError), casts them, calls fn
+
+Inputs are NumPy or jax arrays (nested lists work, but each list structure traces anew). They are
+checked (`InputError`) and cast to their declared dtypes inside the traced function, so each new
+input signature is checked once, when jax traces it, and a call that hits jax's jit cache costs no
+Python beyond jax's own dispatch.
+Symbolic dims are static Python ints read off the traced shapes (`program.compile_count` counts
+traces; `program.warmup(**inputs)` compiles ahead of time).
+
+Integers: JAX is used with its default `jax_enable_x64=False`, which isoform never changes, so i64
+graph values (indices, token ids, argmax/top_k results) are int32 inside JAX, and i64 outputs come
+back as int32 jax arrays (int64 if the user enabled x64). Inputs declared i64 may be int64 NumPy
+arrays; they are cast on the way in. `numpy_params()` returns parameters in their declared dtypes.
+
+Every composite is lowered natively: softmax, log_softmax, sigmoid and silu with `jax.nn`; gelu,
+layer_norm, rms_norm and attention as short jnp code that XLA fuses (see `_attention` for why not
+`jax.nn.dot_product_attention`). Composites given f16/bf16 inputs compute in f32 and round once,
+like the NumPy references.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ..ir import Graph
+from ..ir.dtypes import DType
+from .base import Backend, Program, check_inputs, check_params, generate, in_f32
+
+_HALF = (jnp.float16, jnp.bfloat16)
+
+
+def jax_dtype(dtype: DType) -> np.dtype:
+    """The dtype JAX uses for an IR dtype (i64 is int32 unless x64 is enabled)."""
+    return jax.dtypes.canonicalize_dtype(dtype.numpy)
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    framework = "jax"
+    extra = "jax"
+
+    def compile(self, graph: Graph, params: Mapping[str, Any]) -> JaxProgram:
+        check_params(self.name, graph, params)
+        return JaxProgram(self, graph, params)
+
+    def to_native(self, array: Any, dtype: DType) -> jax.Array:
+        if isinstance(array, np.ndarray) and array.flags.writeable:
+            # jnp.asarray copies writable arrays; jax.device_put adopts a 64-byte-aligned host buffer
+            # on CPU, so one copy into such a buffer is all (no freed temporary left in the heap)
+            return jax.device_put(_aligned(array, jax_dtype(dtype)))
+        return jnp.asarray(array, dtype=jax_dtype(dtype))
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+
+class JaxProgram(Program):
+    """A graph compiled to a jitted JAX function; see the module docstring."""
+
+    def __init__(self, backend: JaxBackend, graph: Graph, params: Mapping[str, Any]):
+        super().__init__(backend, graph)
+        self.params: dict[str, jax.Array] = {p.name: backend.to_native(params[p.name], p.dtype) for p in graph.params}
+        self.compile_count = 0
+        run = generate(backend.prepare(graph), backend.lowerings)
+        dtypes = [(v.name, jax_dtype(v.dtype)) for v in graph.inputs]
+
+        def traced(params: Mapping[str, jax.Array], inputs: Mapping[str, Any]) -> dict[str, jax.Array]:
+            # Runs once per new input signature (names, shapes, dtypes), which is exactly what
+            # check_inputs depends on: a wrong input raises InputError here, before any compute,
+            # and calls that hit jax's cache were already checked.
+            inputs = {k: jnp.asarray(x) for k, x in inputs.items()}
+            env = check_inputs(graph, inputs, jnp.shape, _dtype_of)
+            self.compile_count += 1
+            return run(params, {name: inputs[name].astype(dt) for name, dt in dtypes}, env)
+
+        self.fn: Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]] = jax.jit(traced)
+
+    def __call__(self, **inputs: Any) -> dict[str, jax.Array]:
+        return self.fn(self.params, inputs)
+
+    def warmup(self, **example_inputs: Any) -> float:
+        """Trace and compile for the shapes of `example_inputs` (arrays, or `jax.ShapeDtypeStruct`s
+        standing for zeros) with one call, so later calls with those shapes run without compiling.
+        Returns the seconds it took."""
+        inputs = {k: np.zeros(x.shape, x.dtype) if isinstance(x, jax.ShapeDtypeStruct) else x
+                  for k, x in example_inputs.items()}
+        start = time.perf_counter()
+        jax.block_until_ready(self.fn(self.params, inputs))
+        return time.perf_counter() - start
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return {p.name: np.asarray(self.params[p.name]).astype(p.dtype.numpy, copy=False) for p in self.graph.params}
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    return x.dtype
+
+
+def _aligned(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A copy of `a` as `dtype` in a new 64-byte-aligned buffer."""
+    nbytes = a.size * dtype.itemsize
+    buf = np.empty(nbytes + 64, np.uint8)
+    start = -buf.ctypes.data % 64
+    out = buf[start:start + nbytes].view(dtype).reshape(a.shape)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
+backend = JaxBackend()
+lower = backend.lower
+
+
+_in_f32 = functools.partial(in_f32, half=_HALF, f32=jnp.float32, cast=lambda x, dt: x.astype(dt))
+
+
+# -- elementwise --------------------------------------------------------------------------------------
+for _op, _f in {"neg": jnp.negative, "abs": jnp.abs, "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt,
+                "rsqrt": lax.rsqrt, "tanh": jnp.tanh, "erf": lax.erf, "sin": jnp.sin, "cos": jnp.cos,
+                "floor": jnp.floor, "logical_not": jnp.logical_not,
+                "add": jnp.add, "sub": jnp.subtract, "mul": jnp.multiply, "div": jnp.divide, "pow": jnp.power,
+                "maximum": jnp.maximum, "minimum": jnp.minimum, "eq": jnp.equal, "ne": jnp.not_equal,
+                "lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.greater_equal,
+                "logical_and": jnp.logical_and, "logical_or": jnp.logical_or, "where": jnp.where}.items():
+    lower(_op)(_f)
+
+
+@lower("cast")
+def _cast(x, *, dtype: DType):
+    return x.astype(jax_dtype(dtype))  # XLA's float -> int convert truncates toward zero
+
+
+@lower("constant")
+def _constant(*, value, dtype: DType):
+    return jnp.asarray(np.asarray(value).astype(dtype.numpy), dtype=jax_dtype(dtype))
+
+
+@lower("iota")
+def _iota(*, shape, axis: int, dtype: DType):
+    return lax.broadcasted_iota(jax_dtype(dtype), tuple(shape), axis % len(shape))
+
+
+# -- reductions and scans -------------------------------------------------------------------------
+def _reduction(f: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    return lambda x, *, axes, keepdims: f(x, axis=tuple(axes), keepdims=keepdims).astype(x.dtype)
+
+
+lower("reduce_sum")(_reduction(jnp.sum))  # jnp reductions accumulate f16/bf16 in f32
+lower("reduce_mean")(_reduction(jnp.mean))
+lower("reduce_max")(_reduction(jnp.max))
+lower("reduce_min")(_reduction(jnp.min))
+
+
+@lower("argmax")
+def _argmax(x, *, axis: int, keepdims: bool):
+    return jnp.argmax(x, axis=axis, keepdims=keepdims).astype(jax_dtype(DType.i64))
+
+
+@lower("cumsum")
+@_in_f32
+def _cumsum(x, *, axis: int, exclusive: bool, reverse: bool):
+    out = lax.cumsum(x, axis % x.ndim, reverse=reverse)
+    return out - x if exclusive else out
+
+
+@lower("top_k")
+def _top_k(x, *, k: int):
+    values, indices = lax.top_k(x, k)  # stable: lower index first on ties
+    return values, indices.astype(jax_dtype(DType.i64))
+
+
+# -- shapes and indexing ----------------------------------------------------------------------------
+lower("reshape")(lambda x, *, shape: jnp.reshape(x, tuple(shape)))
+lower("transpose")(lambda x, *, perm: jnp.transpose(x, perm))
+lower("broadcast_to")(lambda x, *, shape: jnp.broadcast_to(x, tuple(shape)))
+lower("concat")(lambda *xs, axis: jnp.concatenate(xs, axis=axis))
+
+
+@lower("slice")
+def _slice(x, *, axes, starts, stops, steps):
+    index = [slice(None)] * x.ndim
+    for a, s, e, st in zip(axes, starts, stops, steps):
+        index[a] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+@lower("gather")
+def _gather(x, idx, *, axis: int):
+    return jnp.take(x, idx, axis=axis, mode="wrap")  # negative indices count from the end, as in NumPy
+
+
+@lower("pad")
+def _pad(x, *, pads, value: float):
+    return lax.pad(x, jnp.asarray(value, dtype=x.dtype), [(lo, hi, 0) for lo, hi in pads])
+
+
+# negative starts clamp to 0 (the spec), rather than counting from the end as lax does by default
+lower("dynamic_slice")(lambda x, *starts, sizes: lax.dynamic_slice(x, starts, tuple(sizes), allow_negative_indices=False))
+lower("dynamic_update_slice")(
+    lambda x, update, *starts: lax.dynamic_update_slice(x, update, starts, allow_negative_indices=False))
+
+
+# -- contractions -------------------------------------------------------------------------------------
+@lower("matmul")
+def _matmul(a, b):
+    if a.dtype in _HALF:
+        return jnp.matmul(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+    return jnp.matmul(a, b)
+
+
+@lower("conv")
+def _conv(x, w, *, stride, padding, dilation, groups: int):
+    out = lax.conv_general_dilated(  # default dimension numbers are NC*, OI*, NC* (PyTorch's layout)
+        x, w, tuple(stride), [tuple(p) for p in padding], rhs_dilation=tuple(dilation), feature_group_count=groups,
+        preferred_element_type=jnp.float32 if x.dtype in _HALF else None)
+    return out.astype(x.dtype)
+
+
+# -- composites ----------------------------------------------------------------------------------
+lower("softmax")(_in_f32(lambda x, *, axis: jax.nn.softmax(x, axis=axis)))
+lower("log_softmax")(_in_f32(lambda x, *, axis: jax.nn.log_softmax(x, axis=axis)))
+lower("sigmoid")(_in_f32(jax.nn.sigmoid))
+lower("silu")(_in_f32(jax.nn.silu))
+
+
+@lower("gelu")
+@_in_f32
+def _gelu(x, *, approximate: str):
+    # jax.nn.gelu's exact form uses erfc, which XLA's CPU backend runs ~4x slower than erf
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + jnp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1.0 + lax.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+@lower("layer_norm")
+@_in_f32
+def _layer_norm(x, weight=None, bias=None, *, eps: float):
+    centered = x - jnp.mean(x, axis=-1, keepdims=True)
+    y = centered * lax.rsqrt(jnp.mean(centered * centered, axis=-1, keepdims=True) + eps)
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+@lower("rms_norm")
+@_in_f32
+def _rms_norm(x, weight=None, *, eps: float):
+    y = x * lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+@lower("attention")
+@_in_f32
+def _attention(q, k, v, mask=None, *, scale, causal: bool):
+    """Attention in the graph's [B, H, S, D] layout. Grouped query heads are folded into the rows of
+    their key/value head (a free reshape, no repeat of K/V). On CPU this is ~1.5x faster than
+    jax.nn.dot_product_attention, whose [B, T, N, H] layout costs transposes, and it keeps the
+    reference's masking exactly: masked scores become the lowest finite value."""
+    b, hq, sq, d = q.shape
+    hk, sk = k.shape[1], k.shape[2]
+    s = jnp.matmul(q.reshape(b, hk, -1, d), jnp.swapaxes(k, -1, -2)).reshape(b, hq, sq, sk)
+    s = s * jnp.asarray(1.0 / math.sqrt(d) if scale is None else scale, s.dtype)
+    low = jnp.finfo(s.dtype).min
+    if mask is not None:
+        s = jnp.where(mask, s, low) if mask.dtype == jnp.bool_ else s + mask
+    if causal:
+        s = jnp.where(jnp.tril(jnp.ones((sq, sk), jnp.bool_)), s, low)
+    p = jax.nn.softmax(s, axis=-1)
+    return jnp.matmul(p.reshape(b, hk, -1, sk), v).reshape(b, hq, sq, v.shape[-1])

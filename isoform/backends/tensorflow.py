@@ -1,0 +1,349 @@
+"""The TensorFlow backend: a graph becomes one `tf.function` over the parameters held as `tf.Variable`s
+of a `tf.Module`.
+
+The function has a dynamic input signature (`None` for every symbolic dim), so all batch and sequence
+sizes share one trace; inside it symbolic sizes are scalar tensors read with `tf.shape`, and `dims`
+attributes arrive as mixes of Python ints and such scalars. Calls go to the traced concrete function
+(less dispatch than the `tf.function`). It runs without XLA by default (`jit_compile=False`): on CPU,
+XLA recompiles for every new input shape and was not faster on a BERT-sized block.
+
+Natively lowered composites: softmax, log_softmax, gelu, sigmoid, silu (`tf.nn`), layer_norm
+(`tf.nn.moments`) and attention (matmul with `transpose_b`, masking, softmax: TF has no fused CPU
+kernel; this is as fast as the decomposition and skips its transposes). rms_norm is decomposed.
+
+Half precision: matmul, conv and elementwise ops run in f16/bf16 (every kernel used exists on CPU);
+reductions, cumsum, softmax, layer_norm and attention upcast to f32 and round once, as the NumPy
+reference does. Workarounds for CPU kernels: conv runs channels-last (no NCHW on CPU), 3-d grouped
+conv runs one conv per group, stride with dilation strides by slicing, order comparisons of bools
+compare as int8, and dynamic_update_slice pads the update and selects it (no CPU kernel without XLA).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of user output
+import tensorflow as tf
+
+from ..ir import Graph
+from ..ir.dtypes import DType
+from .base import Backend, Lowering, Program, check_inputs, check_params, generate, in_f32, symbol_sizes
+
+_TF = {DType.f32: tf.float32, DType.f16: tf.float16, DType.bf16: tf.bfloat16, DType.i32: tf.int32,
+       DType.i64: tf.int64, DType.bool: tf.bool}
+_HALF = (tf.float16, tf.bfloat16)
+_NATIVE = (tf.Tensor, tf.Variable)
+
+
+class TensorflowBackend(Backend):
+    """Lowers graphs to a `tf.function`; parameters are `tf.Variable`s (float ones trainable)."""
+
+    name = "tensorflow"
+    framework = "tensorflow"
+    extra = "tensorflow"
+    #: Compile with XLA. Off: on a BERT-base layer (CPU, seq 128) XLA was no faster, and it compiles
+    #: again for every new input shape, which defeats the single dynamic-shape trace.
+    jit_compile = False
+
+    def compile(self, graph: Graph, params: Mapping[str, Any]) -> TensorflowProgram:
+        check_params(self.name, graph, params)
+        return TensorflowProgram(self, graph, params)
+
+    def to_native(self, array: Any, dtype: DType) -> tf.Variable:
+        return tf.Variable(_tensor(array, dtype), trainable=dtype.is_float)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+def _tensor(x: Any, dtype: DType) -> tf.Tensor:
+    if isinstance(x, _NATIVE):
+        return x if x.dtype == _TF[dtype] else tf.cast(x, _TF[dtype])
+    return tf.convert_to_tensor(np.asarray(x).astype(dtype.numpy, copy=False))
+
+
+def _variable(x: Any, name: str, dtype: DType) -> tf.Variable:
+    if isinstance(x, tf.Variable) and x.dtype == _TF[dtype]:
+        return x
+    return tf.Variable(_tensor(x, dtype), trainable=dtype.is_float, name=re.sub(r"[^A-Za-z0-9_.\-/]", "_", name))
+
+
+def _static_or_dynamic(x: tf.Tensor, i: int) -> Any:
+    return x.shape[i] if x.shape[i] is not None else tf.shape(x)[i]
+
+
+class TensorflowProgram(Program):
+    """A compiled graph. `module` (= `params`) is a `tf.Module` whose `variables_by_name` maps graph
+    parameter names to `tf.Variable`s (`module.trainable_variables` lists the float ones); `function`
+    is the `tf.function` (one trace for all input sizes), also reachable as `module.forward`."""
+
+    def __init__(self, backend: TensorflowBackend, graph: Graph, params: Mapping[str, Any]):
+        super().__init__(backend, graph)
+        self.module = self.params = tf.Module(name=re.sub(r"\W", "_", graph.name))
+        self.module.variables_by_name = variables = {p.name: _variable(params[p.name], p.name, p.dtype)
+                                                     for p in graph.params}
+        run = generate(backend.prepare(graph), backend.lowerings)
+        names = [v.name for v in graph.inputs]
+
+        def forward(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+            inputs = dict(zip(names, args))
+            return run(variables, inputs, symbol_sizes(graph, inputs, _static_or_dynamic))
+
+        signature = [tf.TensorSpec([d if isinstance(d, int) else None for d in v.shape], _TF[v.dtype])
+                     for v in graph.inputs]
+        self.function = self.module.forward = tf.function(forward, input_signature=signature,
+                                                          jit_compile=backend.jit_compile, autograph=False)
+        self._inputs = [(v.name, _TF[v.dtype], v.dtype.numpy) for v in graph.inputs]
+        self._traced: Callable[..., dict[str, tf.Tensor]] | None = None
+
+    def warmup(self, **example_inputs: Any) -> float:
+        """Trace the function now (one trace serves all input sizes) and, given example inputs, run it
+        once on them (TF optimises the graph on its first run; XLA compiles per shape); returns seconds."""
+        start = time.perf_counter()
+        self._traced = self.function.get_concrete_function()
+        if example_inputs:
+            self(**example_inputs)
+        return time.perf_counter() - start
+
+    def __call__(self, **inputs: Any) -> dict[str, tf.Tensor]:
+        inputs = {k: x if isinstance(x, _NATIVE) else np.asarray(x) for k, x in inputs.items()}
+        check_inputs(self.graph, inputs, _shape_of, _dtype_of)
+        args = []
+        for name, tf_dtype, np_dtype in self._inputs:
+            x = inputs[name]
+            if isinstance(x, np.ndarray):
+                args.append(x if x.dtype == np_dtype else x.astype(np_dtype))
+            else:
+                args.append(x if x.dtype == tf_dtype else tf.cast(x, tf_dtype))
+        if self._traced is None:
+            self.warmup()
+        return self._traced(*args)  # the concrete function: ~100 us less dispatch than the tf.function
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.module.variables_by_name.items()}
+
+
+def _shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    return x.dtype.as_numpy_dtype if isinstance(x, _NATIVE) else x.dtype
+
+
+backend = TensorflowBackend()
+lower = backend.lower
+
+
+_in_f32 = functools.partial(in_f32, half=_HALF, f32=tf.float32, cast=tf.cast)
+
+
+def _shape(dims: Any) -> Any:
+    """A shape for TF ops from ints and scalar tensors."""
+    if all(isinstance(d, int) for d in dims):
+        return list(dims)
+    return tf.stack([tf.cast(d, tf.int32) for d in dims])
+
+
+# -- elementwise -----------------------------------------------------------------------------------
+for _op, _fn in {
+    "add": tf.add, "sub": tf.subtract, "mul": tf.multiply, "div": tf.divide, "pow": tf.pow,
+    "maximum": tf.maximum, "minimum": tf.minimum, "neg": tf.negative, "abs": tf.abs, "exp": tf.exp,
+    "log": tf.math.log, "sqrt": tf.sqrt, "rsqrt": tf.math.rsqrt, "tanh": tf.tanh, "erf": tf.math.erf,
+    "sin": tf.sin, "cos": tf.cos, "floor": tf.floor, "eq": tf.equal, "ne": tf.not_equal,
+    "logical_and": tf.logical_and, "logical_or": tf.logical_or, "logical_not": tf.logical_not,
+    "where": tf.where, "sigmoid": tf.sigmoid, "silu": tf.nn.silu,
+}.items():
+    lower(_op)(_fn)
+
+
+def _ordered(tf_fn: Callable[..., Any]) -> Lowering:
+    """An order comparison; TF has no bool kernels for these, so bools compare as int8."""
+
+    def compare(a, b):
+        return tf_fn(tf.cast(a, tf.int8), tf.cast(b, tf.int8)) if a.dtype == tf.bool else tf_fn(a, b)
+
+    return compare
+
+
+for _op, _fn in {"lt": tf.less, "le": tf.less_equal, "gt": tf.greater, "ge": tf.greater_equal}.items():
+    lower(_op)(_ordered(_fn))
+
+
+@lower("cast")
+def _cast(x, *, dtype):
+    return tf.cast(x, _TF[dtype])  # float -> int truncates toward zero, like the reference
+
+
+@lower("constant")
+def _constant(*, value, dtype):
+    return tf.constant(np.asarray(value).astype(dtype.numpy))
+
+
+@lower("iota")
+def _iota(*, shape, axis, dtype):
+    axis %= len(shape)
+    r = tf.range(tf.cast(shape[axis], _TF[dtype]), dtype=_TF[dtype])
+    r = tf.reshape(r, [-1 if i == axis else 1 for i in range(len(shape))])
+    return tf.broadcast_to(r, _shape(shape))
+
+
+# -- reductions and scans --------------------------------------------------------------------------
+def _reduction(tf_fn: Callable[..., Any]) -> Lowering:
+    return lambda x, *, axes, keepdims: tf_fn(x, axis=axes, keepdims=keepdims)
+
+
+lower("reduce_sum")(_in_f32(_reduction(tf.reduce_sum)))
+lower("reduce_mean")(_in_f32(_reduction(tf.reduce_mean)))
+lower("reduce_max")(_reduction(tf.reduce_max))
+lower("reduce_min")(_reduction(tf.reduce_min))
+
+
+@lower("argmax")
+def _argmax(x, *, axis, keepdims):
+    out = tf.math.argmax(x, axis=axis, output_type=tf.int64)
+    return tf.expand_dims(out, axis) if keepdims else out
+
+
+@lower("cumsum")
+@_in_f32
+def _cumsum(x, *, axis, exclusive, reverse):
+    return tf.math.cumsum(x, axis=axis, exclusive=exclusive, reverse=reverse)
+
+
+@lower("top_k")
+def _top_k(x, *, k):
+    values, indices = tf.math.top_k(x, k=k, sorted=True)  # ties: lower index first, as specified
+    return values, tf.cast(indices, tf.int64)
+
+
+# -- shape and indexing ----------------------------------------------------------------------------
+@lower("reshape")
+def _reshape(x, *, shape):
+    return tf.reshape(x, _shape(shape))
+
+
+@lower("transpose")
+def _transpose(x, *, perm):
+    return tf.transpose(x, perm)
+
+
+@lower("broadcast_to")
+def _broadcast_to(x, *, shape):
+    return tf.broadcast_to(x, _shape(shape))
+
+
+@lower("slice")
+def _slice(x, *, axes, starts, stops, steps):
+    index = [slice(None)] * len(x.shape)
+    for a, s, e, st in zip(axes, starts, stops, steps):
+        index[a] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+@lower("concat")
+def _concat(*xs, axis):
+    return tf.concat(xs, axis=axis)
+
+
+@lower("gather")
+def _gather(x, indices, *, axis):
+    n = tf.cast(tf.shape(x)[axis], indices.dtype)
+    return tf.gather(x, tf.where(indices < 0, indices + n, indices), axis=axis)
+
+
+@lower("pad")
+def _pad(x, *, pads, value):
+    return tf.pad(x, pads, constant_values=np.asarray(value).astype(x.dtype.as_numpy_dtype))
+
+
+def _clamp_starts(x, starts, sizes) -> list[tf.Tensor]:
+    dims = tf.shape(x)
+    return [tf.clip_by_value(tf.cast(s, tf.int32), 0, dims[i] - tf.cast(n, tf.int32))
+            for i, (s, n) in enumerate(zip(starts, sizes))]
+
+
+@lower("dynamic_slice")
+def _dynamic_slice(x, *starts, sizes):
+    return tf.slice(x, tf.stack(_clamp_starts(x, starts, sizes)), _shape(sizes))
+
+
+@lower("dynamic_update_slice")
+def _dynamic_update_slice(x, update, *starts):
+    """Pad `update` to x's shape at the clamped starts and select it where it lands (differentiable)."""
+    dims, sizes = tf.shape(x), tf.shape(update)
+    begin = _clamp_starts(x, starts, tf.unstack(sizes, num=len(starts)))
+    inside = None
+    for i, b in enumerate(begin):
+        pos = tf.range(dims[i])
+        hit = tf.reshape((pos >= b) & (pos < b + sizes[i]), [-1 if j == i else 1 for j in range(len(begin))])
+        inside = hit if inside is None else inside & hit
+    padded = tf.pad(update, tf.stack([tf.stack([b, dims[i] - b - sizes[i]]) for i, b in enumerate(begin)]))
+    return tf.where(inside, padded, x)
+
+
+# -- contractions ----------------------------------------------------------------------------------
+lower("matmul")(tf.linalg.matmul)
+
+
+@lower("conv")
+def _conv(x, w, *, stride, padding, dilation, groups):
+    """NC* conv through TF's channels-last kernels (CPU has no NCHW conv); groups follow from the
+    filter's input-channel count (1-d/2-d). TF refuses stride > 1 with dilation > 1: then stride by slicing."""
+    n = len(stride)
+    x = tf.transpose(x, [0, *range(2, n + 2), 1])
+    if any(lo or hi for lo, hi in padding):
+        x = tf.pad(x, [[0, 0], *padding, [0, 0]])
+    w = tf.transpose(w, [*range(2, n + 2), 1, 0])
+    both = any(s > 1 for s in stride) and any(d > 1 for d in dilation)
+    strides = [1] * n if both else stride
+    if groups > 1 and n == 3:  # Conv3D has no grouped CPU kernel: one conv per group
+        y = tf.concat([tf.nn.convolution(xg, wg, strides=strides, padding="VALID", dilations=dilation)
+                       for xg, wg in zip(tf.split(x, groups, axis=-1), tf.split(w, groups, axis=-1))], axis=-1)
+    else:
+        y = tf.nn.convolution(x, w, strides=strides, padding="VALID", dilations=dilation)
+    if both:
+        y = y[(slice(None), *(slice(None, None, s) for s in stride))]
+    return tf.transpose(y, [0, n + 1, *range(1, n + 1)])
+
+
+# -- composites ------------------------------------------------------------------------------------
+lower("softmax")(_in_f32(lambda x, *, axis: tf.nn.softmax(x, axis=axis)))
+lower("log_softmax")(_in_f32(lambda x, *, axis: tf.nn.log_softmax(x, axis=axis)))
+lower("gelu")(lambda x, *, approximate: tf.nn.gelu(x, approximate=approximate == "tanh"))
+
+
+@lower("layer_norm")
+@_in_f32
+def _layer_norm(x, weight=None, bias=None, *, eps):
+    mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+    y = (x - mean) * tf.math.rsqrt(var + eps)
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+@lower("attention")
+@_in_f32
+def _attention(q, k, v, mask=None, *, scale, causal):
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k, v = tf.repeat(k, groups, axis=1), tf.repeat(v, groups, axis=1)
+    if scale is None:
+        d = q.shape[-1]
+        scale = 1.0 / math.sqrt(d) if d is not None else tf.math.rsqrt(tf.cast(tf.shape(q)[-1], q.dtype))
+    s = tf.linalg.matmul(q, k, transpose_b=True) * scale
+    low = q.dtype.min
+    if mask is not None:
+        s = tf.where(mask, s, low) if mask.dtype == tf.bool else s + mask
+    if causal:
+        sq, sk = tf.shape(s)[-2], tf.shape(s)[-1]
+        s = tf.where(tf.range(sq)[:, None] >= tf.range(sk)[None, :], s, low)
+    return tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v)

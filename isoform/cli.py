@@ -1,0 +1,105 @@
+"""The ``isoform`` command. Subcommands register in `COMMANDS`; each adds its arguments to its own
+subparser and is run with the parsed arguments.
+
+    isoform export bert-base --task masked-lm -o model.onnx [--dtype float16] [--opset 23]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IsoformError
+
+#: Parity tolerance (max abs diff) of the exported model against the torch backend, per dtype.
+TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="local checkpoint directory, hub id or isoform alias")
+    p.add_argument("--task", default=None, help="task head (masked-lm, sequence-classification, ...); default: bare model")
+    p.add_argument("-o", "--output", type=Path, default=Path("model.onnx"), help="ONNX file to write (default: model.onnx)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="weight dtype")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: newest the installed onnxruntime runs)")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against the torch backend")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from . import backends
+    from .model import Model
+
+    model = Model.load(args.model, backend="numpy", task=args.task, dtype=args.dtype)
+    path = model.export_onnx(args.output, opset=args.opset)
+    size = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))
+    g = model.graph
+    import onnx
+
+    opset = onnx.load(path, load_external_data=False).opset_import[0].version
+    print(f"wrote {path} ({size / 1e6:.1f} MB, opset {opset}): {model.arch.model_type} {args.task or 'base model'}, "
+          f"{args.dtype}")
+    print("  inputs:  " + ", ".join(f"{v.name}{list(v.shape)} {v.dtype}" for v in g.inputs))
+    print("  outputs: " + ", ".join(f"{k}{list(g.values[v].shape)} {g.values[v].dtype}" for k, v in g.outputs.items()))
+    if args.no_check:
+        return 0
+    if "onnxruntime" not in backends.available():
+        print("parity check skipped: onnxruntime is not installed (pip install 'isoform[onnx]')")
+        return 0
+    if args.dtype == "bfloat16":
+        print("parity check skipped: ONNX Runtime's Python API cannot return bfloat16 arrays")
+        return 0
+    reference = "torch" if "torch" in backends.available() else "numpy"
+    return _parity(model.to(reference) if reference != "numpy" else model, path, reference, TOLERANCE[args.dtype])
+
+
+def _parity(model, path: Path, reference: str, tol: float) -> int:
+    """Run the exported file in ONNX Runtime and `model` on the same sample inputs; 0 if they agree."""
+    import onnxruntime as ort
+
+    sizes = {"batch": 2, "seq": 16}
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for v in model.graph.inputs:
+        shape = [d if isinstance(d, int) else sizes.get(d, 2) for d in v.shape]
+        if v.name == "input_ids":
+            inputs[v.name] = rng.integers(0, model.config.vocab_size, shape)
+        elif v.name == "attention_mask":
+            inputs[v.name] = np.ones(shape, np.int64)
+        else:
+            inputs[v.name] = np.zeros(shape, v.dtype.numpy) if not v.dtype.is_float else rng.standard_normal(shape)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: inputs[i.name].astype(np.float32 if "float" in i.type else np.int64) for i in session.get_inputs()}
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    want = model(**inputs).numpy()
+    diffs = {k: float(np.abs(got[k].astype(np.float64) - want[k].astype(np.float64)).max()) for k in want}
+    worst = max(diffs, key=diffs.get)
+    ok = diffs[worst] <= tol
+    print(f"parity vs the {reference} backend (batch 2, seq 16): max abs diff {diffs[worst]:.2e} ({worst}), "
+          f"tolerance {tol:g}: {'ok' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "export": ("export a model to ONNX and check it against the torch backend", _export_args, _export),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``isoform`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="isoform", description="Run Hugging Face transformer models on any backend.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_args, _) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][2](args)
+    except IsoformError as e:
+        print(f"isoform {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

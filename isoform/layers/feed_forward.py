@@ -1,0 +1,12 @@
+"""Position-wise feed-forward blocks."""
+
+from __future__ import annotations
+
+from ..ir import Tensor
+from .activations import activation
+from .linear import linear
+
+
+def feed_forward(x: Tensor, up: str, down: str, dim: int, inner: int, act: str) -> Tensor:
+    """``down(act(up(x)))``: the two linear layers named ``up`` [dim -> inner] and ``down`` [inner -> dim]."""
+    return linear(activation(act)(linear(x, up, dim, inner)), down, inner, dim)

@@ -1,0 +1,11 @@
+"""Normalization layers."""
+
+from __future__ import annotations
+
+from ..ir import Tensor, fn
+
+
+def layer_norm(x: Tensor, name: str, dim: int, eps: float) -> Tensor:
+    """LayerNorm over the last axis with ``<name>.weight`` and ``<name>.bias`` (as ``nn.LayerNorm``)."""
+    g = x.builder
+    return fn.layer_norm(x, g.param(f"{name}.weight", [dim]), g.param(f"{name}.bias", [dim]), eps=eps)

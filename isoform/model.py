@@ -1,0 +1,213 @@
+"""`Model`: a checkpoint's graph, compiled on one backend with its weights.
+
+    m = Model.load("./ckpt", backend="jax", task="masked-lm")
+    out = m(input_ids=ids, attention_mask=mask)      # ModelOutput of backend-native arrays
+    out.numpy()["logits"]
+    m.to("torch").save("./out")                      # same weights, another backend; HF layout
+
+Loading order (everything that can fail does so before weights are read): resolve the name,
+read ``config.json``, pick the architecture by ``model_type`` and validate the config, check the
+task, get the backend, build the graph, check every checkpoint tensor name and shape from the
+headers, then stream tensors into the backend.
+
+Sequence-length buckets: jitted backends compile once per input shape, so for architectures that
+are padding-safe `__call__` pads the sequence up to a multiple of ``bucket`` (default 32 on every
+backend but the NumPy reference, which compiles nothing) with masked padding, and slices per-token
+outputs back. ``m.bucket = None`` turns it off; ``m.warmup(batch, seq)`` compiles ahead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import architectures, backends
+from .architectures import ArchConfig, Architecture
+from .backends import Backend, Program
+from .errors import ConfigError, InputError
+from .hub import resolve
+from .ir import Graph
+from .weights import load_params, open_checkpoint, save_params
+from .weights.dtypes import check_float_dtype
+
+
+class ModelOutput(dict):
+    """Outputs by their transformers names (``last_hidden_state``, ``logits``, ...) as the backend's
+    native arrays; ``.numpy()`` converts them all; attribute access works too (``out.logits``)."""
+
+    def __init__(self, values: Mapping[str, Any], backend: Backend):
+        super().__init__(values)
+        self._backend = backend
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(self._backend.to_numpy(v)) for k, v in self.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"output {name!r} does not exist; outputs are {sorted(self)}") from None
+
+
+class Model:
+    """A model of one architecture and task on one backend. Build it with `Model.load`."""
+
+    def __init__(self, arch: Architecture, task: str | None, graph: Graph, program: Program):
+        self.arch = arch
+        self.task = task
+        self.graph = graph
+        self.program = program
+        self.backend: Backend = program.backend
+        self.bucket: int | None = None if self.backend.name == "numpy" else 32
+        self._seq_axes = {name: _seq_axis(graph, value) for name, value in graph.outputs.items()}
+
+    @property
+    def config(self) -> ArchConfig:
+        return self.arch.config
+
+    @property
+    def dtype(self) -> str:
+        return next((p.dtype.numpy.name for p in self.graph.params if p.dtype.is_float), "float32")
+
+    def __repr__(self) -> str:
+        return (f"<isoform.Model {self.arch.model_type} task={self.task!r} backend={self.backend.name!r} "
+                f"params={sum(int(np.prod(p.shape)) for p in self.graph.params):,}>")
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "numpy", task: str | None = None,
+             dtype: str = "float32") -> Model:
+        """Load a checkpoint (local directory, isoform alias or hub id) for ``task`` (None: the
+        bare model, like ``AutoModel``) onto ``backend`` with float weights in ``dtype``."""
+        directory = resolve(name_or_path)
+        arch = architecture_for(_read_config(directory))
+        arch.check_task(task)
+        dtype = check_float_dtype(dtype) or "float32"
+        be = backends.get(backend)
+        with open_checkpoint(directory) as ckpt:
+            keys = set(ckpt.keys())
+            graph = arch.build(task, dtype, keys)
+            wmap = arch.weight_map(task, pooler=_has_pooler(arch, graph))
+            expected = {p.name: (p.shape, p.dtype.numpy) for p in graph.params}
+            dtypes = {p.name: p.dtype for p in graph.params}
+            # streamed: each tensor goes from the mapped file into a native array, one at a time
+            params = load_params(ckpt, wmap, expected, dtype=dtype,
+                                 to_native=lambda name, array: be.to_native(array, dtypes[name]))
+            program = be.compile(graph, params)  # shares natives of the declared dtype, no copy
+        return cls(arch, task, graph, program)
+
+    def to(self, backend: str | Backend) -> Model:
+        """The same model and weights on another backend (weights are copied, files not re-read)."""
+        be = backends.get(backend)
+        return Model(self.arch, self.task, self.graph, be.compile(self.graph, self.program.numpy_params()))
+
+    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Write ``config.json`` and ``model.safetensors`` in the layout of the task's transformers
+        class, so ``transformers`` (and isoform) load it back. Returns the files written."""
+        config = self.config.to_dict()
+        config["architectures"] = [self.arch.tasks[self.task]]
+        config["dtype"] = self.dtype
+        wmap = self.arch.weight_map(self.task, pooler=_has_pooler(self.arch, self.graph))
+        return save_params(directory, self.program.numpy_params(), wmap, config)
+
+    def export_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Path:
+        """Write the graph and weights as an ONNX model (dynamic batch/seq axes; needs the ``onnx``
+        extra); see `isoform.backends.onnx.export_onnx`. Returns the path written."""
+        from .backends.onnx import export_onnx
+
+        return export_onnx(self.graph, self.program.numpy_params(), path, opset=opset,
+                           metadata={"architecture": self.arch.model_type, "task": self.task or ""})
+
+    # -- running ----------------------------------------------------------------------------------
+    def __call__(self, **inputs: Any) -> ModelOutput:
+        """Run on ``input_ids`` (required), ``attention_mask`` (default: all ones) and
+        ``token_type_ids`` (default: zeros), NumPy or backend-native integer arrays. Inputs are
+        checked (names, shapes, id ranges, length) before any compute."""
+        arrays = self._prepare(inputs)
+        seq = arrays["input_ids"].shape[-1]
+        arrays = self._pad(arrays, seq)
+        out = self.program(**arrays)
+        if arrays["input_ids"].shape[-1] != seq:
+            out = {k: _cut(v, self._seq_axes[k], seq) for k, v in out.items()}
+        return ModelOutput({k: out[k] for k in self.graph.outputs}, self.backend)
+
+    def warmup(self, batch: int = 1, seq: int = 128, choices: int = 2) -> float:
+        """Compile for inputs of this size ahead of the first real call; returns seconds taken."""
+        shape = (batch, choices, seq) if self.task == "multiple-choice" else (batch, seq)
+        start = time.perf_counter()
+        self(input_ids=np.full(shape, self.arch.pad_id, np.int64))
+        return time.perf_counter() - start
+
+    def _prepare(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        names = self.arch.input_names()
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise InputError(f"unexpected input(s) {unknown}; this model takes {names}")
+        if inputs.get("input_ids") is None:
+            raise InputError(f"input_ids is required; this model takes {names}")
+        arrays = {k: self._as_numpy(k, v) for k, v in inputs.items() if v is not None}
+        self.arch.check_inputs(arrays, self.task)
+        ids = arrays["input_ids"]
+        arrays.setdefault("attention_mask", np.ones(ids.shape, np.int64))
+        if "token_type_ids" in names:
+            arrays.setdefault("token_type_ids", np.zeros(ids.shape, np.int64))
+        return {k: arrays[k].astype(np.int64, copy=False) for k in names}
+
+    def _as_numpy(self, name: str, x: Any) -> np.ndarray:
+        try:
+            a = x if isinstance(x, np.ndarray) else np.asarray(x if isinstance(x, list | tuple) else self.backend.to_numpy(x))
+        except Exception as e:
+            raise InputError(f"{name} cannot be read as an array: {type(x).__name__} ({e})") from None
+        if a.dtype == object:
+            raise InputError(f"{name} must be a rectangular array of integers")
+        return a
+
+    def _pad(self, arrays: dict[str, np.ndarray], seq: int) -> dict[str, np.ndarray]:
+        if not self.bucket or not self.arch.is_padding_safe(self.task):
+            return arrays
+        target = min(-(-seq // self.bucket) * self.bucket, self.arch.max_length)
+        if target <= seq:
+            return arrays
+        fill = {"input_ids": self.arch.pad_id}
+        widths = [(0, 0)] * (arrays["input_ids"].ndim - 1) + [(0, target - seq)]
+        return {k: np.pad(v, widths, constant_values=fill.get(k, 0)) for k, v in arrays.items()}
+
+
+def architecture_for(config: Mapping[str, Any]) -> Architecture:
+    """The architecture instance for a ``config.json`` mapping (ConfigError if unknown or invalid)."""
+    return architectures.get(config.get("model_type")).from_config(config)
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{directory} has no config.json") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def _has_pooler(arch: Architecture, graph: Graph) -> bool:
+    return arch.pooler_param is not None and any(p.name == arch.pooler_param for p in graph.params)
+
+
+def _seq_axis(graph: Graph, value: str) -> int | None:
+    shape = graph.values[value].shape
+    return shape.index("seq") if "seq" in shape else None
+
+
+def _cut(x: Any, axis: int | None, n: int) -> Any:
+    return x if axis is None else x[(slice(None),) * axis + (slice(0, n),)]
+
+
+__all__ = ["Model", "ModelOutput", "architecture_for"]

@@ -1,0 +1,70 @@
+"""Write a ``Tokenizer`` back in the layout transformers loads: tokenizer.json + configs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import TYPE_CHECKING, Any
+
+from isoform.errors import TokenizerError
+from isoform.tokenization.loading import VERY_LARGE_INTEGER, TokenizerSpec
+
+if TYPE_CHECKING:
+    from isoform.tokenization.tokenizer import Tokenizer
+
+# keys of the source tokenizer_config.json that describe files or state we rewrite ourselves
+_DROP = {"added_tokens_decoder", "tokenizer_file", "vocab_file", "merges_file", "name_or_path", "auto_map"}
+_CLASS = {"generic": "TokenizersBackend"}
+
+
+def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathlib.Path:
+    """Save ``tok`` to ``directory`` (created if needed) and return the directory."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TokenizerError(f"cannot create {directory}: {e}") from e
+    backend = type(tok.backend).from_str(tok.backend.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(directory / "tokenizer.json"))
+
+    config: dict[str, Any] = {k: v for k, v in spec.config.items() if k not in _DROP}
+    if spec.source != "tokenizer.json" or not config.get("tokenizer_class"):
+        # the pipeline now lives in tokenizer.json: ask transformers to load that file as it is
+        config["tokenizer_class"] = _CLASS.get(
+            spec.family, config.get("tokenizer_class") or "TokenizersBackend"
+        )
+    config["added_tokens_decoder"] = {
+        str(i): _token_dict(t) for i, t in sorted(backend.get_added_tokens_decoder().items())
+    }
+    config.update(spec.special)
+    config.pop("additional_special_tokens", None)
+    config["extra_special_tokens"] = list(spec.extra_special)
+    config["model_max_length"] = (
+        tok.model_max_length if tok.model_max_length < VERY_LARGE_INTEGER else VERY_LARGE_INTEGER
+    )
+    config["padding_side"] = tok.padding_side
+    config["truncation_side"] = tok.truncation_side
+    config["model_input_names"] = list(tok.model_input_names)
+    config["clean_up_tokenization_spaces"] = tok.clean_up_tokenization_spaces
+    _write(directory / "tokenizer_config.json", config)
+    special_map: dict[str, Any] = dict(spec.special)
+    if spec.extra_special:
+        special_map["additional_special_tokens"] = list(spec.extra_special)
+    _write(directory / "special_tokens_map.json", special_map)
+    return directory
+
+
+def _token_dict(token: Any) -> dict[str, Any]:
+    return {
+        "content": token.content,
+        "lstrip": token.lstrip,
+        "normalized": token.normalized,
+        "rstrip": token.rstrip,
+        "single_word": token.single_word,
+        "special": token.special,
+    }
+
+
+def _write(path: pathlib.Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

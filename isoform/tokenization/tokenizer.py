@@ -1,0 +1,345 @@
+"""``Tokenizer``: load any Hugging Face tokenizer format and encode/decode like transformers."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from isoform.errors import TokenizerError
+from isoform.tokenization.batch import BatchEncoding, to_tensors
+from isoform.tokenization.loading import SPECIAL_KEYS, VERY_LARGE_INTEGER, TokenizerSpec, load_spec
+
+TRUNCATION = ("longest_first", "only_first", "only_second")
+
+
+class Tokenizer:
+    """A tokenizer backed by the Rust ``tokenizers`` library, with the call API of transformers.
+
+    ``Tokenizer.load(name_or_path)`` reads ``tokenizer.json``, WordPiece ``vocab.txt``, byte-level
+    BPE ``vocab.json`` + ``merges.txt`` or a SentencePiece model, plus ``tokenizer_config.json`` and
+    ``special_tokens_map.json``. Ids, masks, offsets, overflow windows and decoding match
+    ``transformers.AutoTokenizer`` on the same files.
+    """
+
+    def __init__(self, spec: TokenizerSpec) -> None:
+        self._spec = spec
+        self.backend = spec.backend
+        self.model_max_length = spec.model_max_length
+        self.padding_side = spec.padding_side
+        self.truncation_side = spec.truncation_side
+        self.model_input_names = list(spec.model_input_names)
+        self.clean_up_tokenization_spaces = spec.clean_up_tokenization_spaces
+        self._settings: tuple | None = None
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike, *, revision: str | None = None) -> Tokenizer:
+        """Load from a local directory, an isoform alias or a hub id (see ``isoform.hub.resolve``)."""
+        from isoform import hub
+
+        return cls(load_spec(hub.resolve(name_or_path, revision=revision)))
+
+    # ----- vocabulary -----------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens (as transformers)."""
+        return self.backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    @property
+    def special_tokens(self) -> dict[str, str]:
+        """Named special tokens, e.g. ``{"cls_token": "[CLS]", ...}``."""
+        return dict(self._spec.special)
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        named = list(dict.fromkeys(self._spec.special.values()))
+        return named + [t for t in self._spec.extra_special if t not in named]
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SPECIAL_KEYS:
+            return self._spec.special.get(name)
+        if name.endswith("_id") and name[:-3] in SPECIAL_KEYS:
+            token = self._spec.special.get(name[:-3])
+            return None if token is None else self.backend.token_to_id(token)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        """Id of a token (or list of tokens); unknown tokens map to the unk id, or ``None`` without one."""
+        if isinstance(tokens, str):
+            found = self.backend.token_to_id(tokens)
+            return found if found is not None else self.unk_token_id
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False) -> Any:
+        if isinstance(ids, int):
+            return self.backend.id_to_token(ids)
+        special = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self.backend.id_to_token(i) for i in _ints(ids) if i not in special]
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+        return self.backend.encode(
+            _check_text(text), _check_text(pair), add_special_tokens=add_special_tokens
+        ).tokens
+
+    # ----- encoding -------------------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | Sequence[str] | Sequence[tuple[str, str]],
+        text_pair: str | Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        is_split_into_words: bool = False,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+    ) -> BatchEncoding:
+        """Encode one text, a batch, or text pairs; arguments and outputs follow transformers."""
+        batched, inputs = _batch_inputs(text, text_pair, is_split_into_words)
+        pairs = bool(inputs) and isinstance(inputs[0], tuple)
+        self._configure(
+            padding, truncation, max_length, stride, pad_to_multiple_of, add_special_tokens, pairs
+        )
+        try:
+            encodings = self.backend.encode_batch(
+                inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # tokenizers raises bare Exceptions, even Rust panics (stride too large)
+            raise TokenizerError(f"tokenization failed: {e}") from e
+
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        rows, mapping = [], []
+        for i, enc in enumerate(encodings):
+            rows.append(enc)
+            mapping.append(i)
+            if return_overflowing_tokens:
+                rows.extend(enc.overflowing)
+                mapping.extend([i] * len(enc.overflowing))
+        data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
+        if return_token_type_ids:
+            data["token_type_ids"] = [e.type_ids for e in rows]
+        if return_attention_mask:
+            data["attention_mask"] = [e.attention_mask for e in rows]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [e.offsets for e in rows]
+        if return_length:
+            data["length"] = [len(e.ids) for e in rows]
+        if return_overflowing_tokens:
+            data["overflow_to_sample_mapping"] = mapping
+        if return_tensors is not None:
+            data = to_tensors(data, return_tensors)
+        elif not batched and not return_overflowing_tokens:
+            data = {k: v[0] for k, v in data.items()}
+        return BatchEncoding(data, rows)
+
+    def encode(self, text: str, text_pair: str | None = None, **kwargs: Any) -> list[int]:
+        """Ids of one text (or pair); takes the same keyword arguments as ``__call__``."""
+        if not isinstance(text, str) and not kwargs.get("is_split_into_words"):
+            raise TokenizerError(
+                f"encode() takes one text (str), got {type(text).__name__}; use tok(list) for batches"
+            )
+        return self(text, text_pair, **kwargs)["input_ids"]
+
+    def _configure(
+        self,
+        padding: bool | str,
+        truncation: bool | str | None,
+        max_length: int | None,
+        stride: int,
+        pad_to_multiple_of: int | None,
+        add_special_tokens: bool,
+        pairs: bool,
+    ) -> None:
+        """Set the backend's truncation and padding for this call (cached between identical calls)."""
+        if truncation is None:
+            truncation = (
+                "longest_first" if max_length is not None and padding in (False, "do_not_pad") else False
+            )
+        if truncation is True:
+            truncation = "longest_first"
+        if truncation in (False, "do_not_truncate"):
+            truncation = None
+        elif truncation not in TRUNCATION:
+            raise TokenizerError(f"truncation must be True, False or one of {TRUNCATION}, got {truncation!r}")
+        if padding is True:
+            padding = "longest"
+        if padding in (False, "do_not_pad"):
+            padding = None
+        elif padding not in ("longest", "max_length"):
+            raise TokenizerError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
+            raise TokenizerError(f"max_length must be a non-negative int, got {max_length!r}")
+        limit = max_length if max_length is not None else self.model_max_length
+        settings = (padding, truncation, limit, stride, pad_to_multiple_of, add_special_tokens, pairs)
+        if settings == self._settings:
+            return
+        if truncation is not None and limit < VERY_LARGE_INTEGER:
+            needed = self.backend.num_special_tokens_to_add(pairs) if add_special_tokens else 0
+            if limit < needed:
+                raise TokenizerError(
+                    f"max_length={limit} is too small: the special tokens alone need {needed} positions "
+                    f"for {'a pair' if pairs else 'one sequence'}"
+                )
+            if stride and stride >= limit - needed:
+                raise TokenizerError(
+                    f"stride={stride} must be smaller than max_length minus special tokens ({limit - needed})"
+                )
+            self.backend.enable_truncation(
+                limit, stride=stride, strategy=truncation, direction=self.truncation_side
+            )
+        else:
+            self.backend.no_truncation()
+        if padding is None:
+            self.backend.no_padding()
+        else:
+            pad = self._spec.special.get("pad_token")
+            pad_id = None if pad is None else self.backend.token_to_id(pad)
+            if pad_id is None:
+                raise TokenizerError(
+                    "padding was requested but this tokenizer has no pad token: pass padding=False, "
+                    "or set one (e.g. tok.set_pad_token(tok.eos_token))"
+                )
+            length = limit if padding == "max_length" and limit < VERY_LARGE_INTEGER else None
+            if padding == "max_length" and length is None:
+                raise TokenizerError(
+                    "padding='max_length' needs max_length= (the tokenizer has no model_max_length)"
+                )
+            self.backend.enable_padding(
+                direction=self.padding_side, pad_id=pad_id, pad_type_id=0, pad_token=pad,
+                length=length, pad_to_multiple_of=pad_to_multiple_of,
+            )  # fmt: skip
+        self._settings = settings
+
+    def set_pad_token(self, token: str) -> None:
+        """Use ``token`` (already in the vocabulary, e.g. the eos token) for padding."""
+        if self.backend.token_to_id(token) is None:
+            raise TokenizerError(f"pad token {token!r} is not in the vocabulary")
+        self._spec.special["pad_token"] = token
+        self._settings = None
+
+    # ----- decoding -------------------------------------------------------------------------------
+    def decode(
+        self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
+    ) -> str:
+        """Text of one sequence of ids (list, numpy array or framework tensor)."""
+        text = self.backend.decode(_ints(ids), skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        if clean_up_tokenization_spaces and type(self.backend.model).__name__ != "BPE":
+            text = clean_up_tokenization(text)
+        return text
+
+    def batch_decode(
+        self,
+        sequences: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
+        """``decode`` each row of ``sequences``."""
+        rows = sequences.tolist() if hasattr(sequences, "tolist") else sequences
+        return [self.decode(r, skip_special_tokens, clean_up_tokenization_spaces) for r in rows]
+
+    # ----- saving ---------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> pathlib.Path:
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``."""
+        from isoform.tokenization.saving import save
+
+        return save(self, self._spec, pathlib.Path(directory))
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(family={self._spec.family!r}, source={self._spec.source!r}, vocab_size={self.vocab_size}, "
+            f"added={len(self) - self.vocab_size}, model_max_length={self.model_max_length})"
+        )
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' ``clean_up_tokenization``: drop spaces before punctuation and contractions."""
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't")):
+        text = text.replace(a, b)
+    for a, b in ((" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
+
+
+def _ints(ids: Any) -> list[int]:
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, int):
+        return [ids]
+    try:
+        return [int(i) for i in ids]
+    except (TypeError, ValueError) as e:
+        raise TokenizerError(f"expected a sequence of token ids, got {type(ids).__name__}") from e
+
+
+def _check_text(text: Any, where: str = "text") -> Any:
+    if text is None or isinstance(text, str):
+        return text
+    raise TokenizerError(f"{where} must be a str, got {type(text).__name__}: {text!r:.80}")
+
+
+def _batch_inputs(text: Any, text_pair: Any, words: bool) -> tuple[bool, list]:
+    """Normalise the call's inputs to (was it a batch, list of str | (str, str) | list[str])."""
+
+    def is_words(x: Any) -> bool:
+        return isinstance(x, list | tuple) and all(isinstance(w, str) for w in x)
+
+    if words:
+        batched = isinstance(text, list | tuple) and bool(text) and not isinstance(text[0], str)
+        items = list(text) if batched else [text]
+        pairs = (list(text_pair) if batched else [text_pair]) if text_pair is not None else None
+        for i, x in enumerate(items + (pairs or [])):
+            if not is_words(x):
+                raise TokenizerError(
+                    f"with is_split_into_words=True, input {i} must be a list of str, got {x!r:.80}"
+                )
+        return batched, items if pairs is None else list(zip(items, pairs))
+    if isinstance(text, str):
+        return False, [text if text_pair is None else (text, _check_text(text_pair, "text_pair"))]
+    if not isinstance(text, list | tuple):
+        raise TokenizerError(
+            f"text must be a str, a list of str or a list of (str, str) pairs, got {type(text).__name__}"
+        )
+    items = list(text)
+    if text_pair is not None:
+        if not isinstance(text_pair, list | tuple) or len(text_pair) != len(items):
+            raise TokenizerError("text_pair must be a list with one entry per text")
+        items = list(zip(items, text_pair))
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, tuple | list):
+            if len(item) != 2:
+                raise TokenizerError(f"input {i}: a pair must have two texts, got {len(item)}")
+            out.append((_check_text(item[0], f"input {i}"), _check_text(item[1], f"input {i} (pair)")))
+        else:
+            out.append(_check_text(item, f"input {i}"))
+    if any(isinstance(x, tuple) for x in out) and not all(isinstance(x, tuple) for x in out):
+        raise TokenizerError("a batch must be all single texts or all pairs")
+    return True, out

@@ -1,0 +1,232 @@
+"""Strict, streaming load of a checkpoint into graph parameters through a :class:`WeightMap`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import WeightsError
+from .dtypes import check_float_dtype, dtype_name, is_floating, to_numpy_dtype
+from .mapping import Rule, WeightMap
+from .readers import Checkpoint, open_checkpoint
+from .transforms import Shape
+
+PROGRESS_MIN_TENSORS = 50
+PROGRESS_MIN_BYTES = 100 * 1024 * 1024
+
+
+@dataclass
+class _Job:
+    """One application of a rule: checkpoint ``sources`` -> graph ``targets``."""
+
+    rule: Rule
+    sources: list[str]
+    targets: list[str]
+    shapes: list[Shape] = field(default_factory=list)
+    keep: set[str] = field(default_factory=set)  # targets the graph uses
+    order: int = 0
+
+
+def _spec(value: Any) -> tuple[Shape, str | None]:
+    """Normalize an ``expected`` entry: ``(shape, dtype)``, a bare shape, or an object with .shape/.dtype."""
+    if hasattr(value, "shape"):
+        dt = getattr(value, "dtype", None)
+        return tuple(int(d) for d in value.shape), dtype_name(dt) if dt is not None else None
+    if isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[0], tuple | list):
+        return tuple(int(d) for d in value[0]), dtype_name(value[1]) if value[1] is not None else None
+    return tuple(int(d) for d in value), None
+
+
+def _fmt(shape: Shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _group(
+    checkpoint: Checkpoint, weight_map: WeightMap, problems: dict[str, list[str]], incomplete: set[str]
+) -> list[_Job]:
+    """Match checkpoint names to rules and group them into jobs (``incomplete``: targets lacking sources)."""
+    groups: dict[tuple[int, tuple[tuple[str, str], ...]], dict[int, str]] = {}
+    first: dict[tuple[int, tuple[tuple[str, str], ...]], int] = {}
+    rule_ids = {id(r): n for n, r in enumerate(weight_map.rules)}
+    for order, key in enumerate(checkpoint.keys()):
+        m = weight_map.match_checkpoint(key)
+        if m is None:
+            if not weight_map.is_ignored(key):
+                problems["unexpected"].append(f"{key!r} {_fmt(checkpoint.shape(key))}: matches no rule")
+            continue
+        rule, index, values = m
+        gid = (rule_ids[id(rule)], tuple(sorted(values.items())))
+        slots = groups.setdefault(gid, {})
+        first.setdefault(gid, order)
+        if index in slots:
+            problems["duplicate"].append(f"{slots[index]!r} and {key!r} both map to {rule.hf[index].fill(values)!r}")
+            continue
+        slots[index] = key
+    jobs = []
+    for gid, slots in groups.items():
+        rule = weight_map.rules[gid[0]]
+        values = dict(gid[1])
+        targets = [t.fill(values) for t in rule.params]
+        if len(slots) < len(rule.hf):
+            lacking = [rule.hf[i].fill(values) for i in range(len(rule.hf)) if i not in slots]
+            problems["missing"].append(
+                f"{targets[0]!r}: needs checkpoint tensors {lacking} besides {sorted(slots.values())}"
+            )
+            incomplete.update(targets)
+            continue
+        jobs.append(_Job(rule, [slots[i] for i in range(len(rule.hf))], targets, order=first[gid]))
+    return sorted(jobs, key=lambda j: j.order)
+
+
+def _wanted(weight_map: WeightMap, name: str) -> str:
+    """Which checkpoint names would have provided graph param ``name``."""
+    tie = f", nor to {weight_map.tied[name]!r} it is tied to" if name in weight_map.tied else ""
+    m = weight_map.match_param(name)
+    if m is None:
+        return f"no rule of the weight map produces it{tie}"
+    rule, _, values = m
+    return f"no checkpoint tensor maps to it{tie} (looked for {[t.fill(values) for t in rule.hf]})"
+
+
+def plan_load(
+    checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any]
+) -> tuple[list[_Job], dict[str, str]]:
+    """Check the checkpoint against ``expected`` using headers only. Returns the jobs to run and
+    ``{graph param: produced param}`` for every expected name; raises one WeightsError listing
+    every missing, unexpected, duplicate and mis-shaped tensor."""
+    problems: dict[str, list[str]] = {"missing": [], "unexpected": [], "duplicate": [], "wrong shape": []}
+    specs = {name: _spec(v) for name, v in expected.items()}
+    incomplete: set[str] = set()
+    jobs = _group(checkpoint, weight_map, problems, incomplete)
+    produced: dict[str, tuple[_Job, int]] = {}
+    for job in jobs:
+        for i, target in enumerate(job.targets):
+            if target in produced:
+                problems["duplicate"].append(
+                    f"{target!r} comes from both {produced[target][0].sources} and {job.sources}"
+                )
+            produced[target] = (job, i)
+    # Ties: a tied name is served by whichever of the pair the checkpoint holds (the target first).
+    share: dict[str, str] = {}
+    for alias, target in weight_map.tied.items():
+        if target in produced:
+            produced.pop(alias, None)  # a stored copy of a tied weight is not read
+            share[alias] = target
+        elif alias in produced:
+            share[target] = alias
+    source_of: dict[str, str] = {}
+    for name, (shape, _) in specs.items():
+        src = name if name in produced else share.get(name)
+        if src is None or src not in produced:
+            if name not in incomplete:
+                problems["missing"].append(f"{name!r} {_fmt(shape)}: {_wanted(weight_map, name)}")
+            continue
+        source_of[name] = src
+        produced[src][0].keep.add(src)
+    for job in jobs:
+        sizes = None
+        if len(job.targets) > 1 and all(t in specs for t in job.targets):
+            sizes = [specs[t][0][job.rule.axis] for t in job.targets]
+        try:
+            job.shapes = job.rule.forward_shapes([checkpoint.shape(k) for k in job.sources], sizes)
+        except (WeightsError, IndexError) as e:
+            problems["wrong shape"].append(f"{job.sources} -> {job.targets}: {e}")
+            job.keep.clear()
+    for name, src in source_of.items():
+        job, i = produced[src]
+        if job.shapes and job.shapes[i] != specs[name][0]:
+            got = ", ".join(f"{k!r} {_fmt(checkpoint.shape(k))}" for k in job.sources)
+            problems["wrong shape"].append(
+                f"param {name!r} expects {_fmt(specs[name][0])}, checkpoint {got} gives {_fmt(job.shapes[i])}"
+            )
+    for target, (job, _) in produced.items():
+        if target not in job.keep and job.shapes:
+            problems["unexpected"].append(f"{job.sources} -> {target!r}: not a parameter of the graph")
+    count = sum(len(v) for v in problems.values())
+    if count:
+        lines = [f"checkpoint {', '.join(map(str, checkpoint.files))} does not match the model ({count} problems):"]
+        for kind, items in problems.items():
+            if items:
+                lines.append(f"  {kind} ({len(items)}):")
+                lines.extend(f"    {item}" for item in items)
+        raise WeightsError("\n".join(lines))
+    return [j for j in jobs if j.keep], source_of
+
+
+def check_params(checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any]) -> None:
+    """Raise the WeightsError :func:`load_params` would raise, reading headers only (no tensor data)."""
+    plan_load(checkpoint, weight_map, expected)
+
+
+def _finish(array: np.ndarray, target: str | None) -> np.ndarray:
+    """Cast floating arrays to ``target`` and make the result C-contiguous, copying at most once."""
+    if target is not None and is_floating(array.dtype) and is_floating(target):
+        dt = to_numpy_dtype(target)
+        if array.dtype != dt:
+            return array.astype(dt, order="C")
+    return np.ascontiguousarray(array)
+
+
+def load_params(
+    checkpoint: Checkpoint | str | os.PathLike[str],
+    weight_map: WeightMap,
+    expected: Mapping[str, Any],
+    dtype: str | None = None,
+    to_native: Callable[[str, np.ndarray], Any] | None = None,
+    *,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Load every graph parameter in ``expected`` from ``checkpoint`` through ``weight_map``.
+
+    ``expected`` maps parameter names to ``(shape, dtype)`` (or objects with ``.shape``/``.dtype``).
+    All problems (missing, unexpected, duplicate, mis-shaped) are found from headers and raised as
+    one :class:`WeightsError` before any data is read. Tensors are then streamed one at a time:
+    read (memory-mapped), transformed, cast (floating tensors to ``dtype``, else to the expected
+    dtype; integer and bool tensors keep theirs) and handed to ``to_native(name, array)``; the array
+    may be a read-only view of the mapped file, so a converter that keeps it should copy it.
+
+    ``checkpoint`` may also be a directory, opened and closed here (then pass a ``to_native`` that
+    copies, or the arrays keep the file mapped). Returns ``{name: native}`` in the order of
+    ``expected``; tied names map to the *same* object.
+    ``progress``: tqdm bar; ``None`` shows it above 50 tensors or 100 MB.
+    """
+    dtype = check_float_dtype(dtype)
+    if not isinstance(checkpoint, Checkpoint):
+        with open_checkpoint(checkpoint) as ckpt:
+            return load_params(ckpt, weight_map, expected, dtype, to_native, progress=progress)
+    jobs, source_of = plan_load(checkpoint, weight_map, expected)
+    specs = {name: _spec(v) for name, v in expected.items()}
+    want_dtype: dict[str, str | None] = {}
+    for name, src in source_of.items():
+        want_dtype.setdefault(src, specs[name][1])
+    total = sum(checkpoint.nbytes(k) for j in jobs for k in j.sources)
+    if progress is None:
+        progress = len(jobs) > PROGRESS_MIN_TENSORS or total > PROGRESS_MIN_BYTES
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc="Loading weights")
+    loaded: dict[str, Any] = {}
+    try:
+        for job in jobs:
+            sizes = [s[job.rule.axis] for s in job.shapes] if len(job.targets) > 1 else None
+            arrays = job.rule.forward([checkpoint.get(k) for k in job.sources], sizes)
+            for target, array in zip(job.targets, arrays):
+                if target in job.keep:
+                    array = _finish(array, dtype or want_dtype.get(target))
+                    loaded[target] = to_native(target, array) if to_native else array
+            del arrays, array  # drop this tensor's NumPy copy before reading the next
+            if to_native is not None:  # converted: its pages of the mapped file are no longer needed
+                for k in job.sources:
+                    checkpoint.release(k)
+            if bar is not None:
+                bar.update(sum(checkpoint.nbytes(k) for k in job.sources))
+    finally:
+        if bar is not None:
+            bar.close()
+    return {name: loaded[source_of[name]] for name in expected}

@@ -5,7 +5,8 @@ MiniLM load time, and peak RSS while loading BERT-base.
 
 - speed: a random-init `BertConfig()` checkpoint (bert-base, f32) saved once in a temp directory;
   random ids with the last row padded; steady-state seconds per call (`time_call` median) and the
-  first call (`m.warmup`: compiling, for jitted backends) separately; ratio isoform / HF; parity
+  first call (`m.warmup`: compiling, for jitted backends) separately; ratio isoform / HF of the
+  medians and of the minima (the minimum is what survives load from other processes); parity
   (max abs difference of every output vs HF, same inputs, same run). Targets: every backend <= 1.10x
   HF, the best <= 0.80x, onnxruntime <= 0.65x; numpy is the reference and has no target.
 - load: `isoform.Model.load("minilm", backend=...)` vs `transformers.AutoModel.from_pretrained(dir)`
@@ -145,7 +146,9 @@ def speed(ckpt: Path, names: list[str], batches: list[int], seq: int, rounds: in
         if reference is not None:
             results["numpy"][b]["steady_s"] = time_call(reference, repeat=3)
         for name in names:
-            results[name][b]["ratio"] = results[name][b]["steady_s"]["median"] / results["hf"][b]["steady_s"]["median"]
+            ours, theirs = results[name][b]["steady_s"], results["hf"][b]["steady_s"]
+            results[name][b]["ratio"] = ours["median"] / theirs["median"]
+            results[name][b]["ratio_min"] = ours["min"] / theirs["min"]  # robust to load from other processes
     return results
 
 
@@ -220,12 +223,14 @@ def report(data: dict[str, Any]) -> None:
         for name, per in sp.items():
             for b, r in per.items():
                 if name == "hf":
-                    rows.append(["transformers", b, r["steady_s"]["median"] * 1e3, r["first_s"], "1", "-", "-"])
+                    rows.append(["transformers", b, r["steady_s"]["median"] * 1e3, r["steady_s"]["min"] * 1e3,
+                                 r["first_s"], "1", "1", "-", "-"])
                     continue
                 target = "ref" if name == "numpy" else f"<={ORT_TARGET if name == 'onnxruntime' else SPEED_TARGET}"
-                rows.append([name, b, r["steady_s"]["median"] * 1e3, r["first_s"], f"{r['ratio']:.2f}", target,
-                             f"{r['max_abs_diff']:.1e}"])
-        print(table(["backend", "batch", "steady ms", "first call s", "ratio vs HF", "target", "max |diff|"], rows))
+                rows.append([name, b, r["steady_s"]["median"] * 1e3, r["steady_s"]["min"] * 1e3, r["first_s"],
+                             f"{r['ratio']:.2f}", f"{r['ratio_min']:.2f}", target, f"{r['max_abs_diff']:.1e}"])
+        print(table(["backend", "batch", "median ms", "min ms", "first call s", "ratio (median)", "ratio (min)",
+                     "target", "max |diff|"], rows))
     if "load" in data:
         ld = data["load"]
         print(table(["backend", "MiniLM load ms", "ratio vs HF (<=1.0)"],
@@ -254,12 +259,12 @@ def chart(data: dict[str, Any], path: Path) -> None:
             batches = list(data["speed"]["hf"])
             width = 0.8 / len(batches)
             for i, b in enumerate(batches):
-                ax.bar([j + i * width for j in range(len(names))], [data["speed"][n][b]["ratio"] for n in names],
+                ax.bar([j + i * width for j in range(len(names))], [data["speed"][n][b]["ratio_min"] for n in names],
                        width, label=f"batch {b}")
             ax.set_xticks([j + width * (len(batches) - 1) / 2 for j in range(len(names))], names)
             ax.axhline(SPEED_TARGET, color="red", ls="--", lw=1, label=f"target {SPEED_TARGET}")
             ax.axhline(BEST_TARGET, color="green", ls=":", lw=1, label=f"best {BEST_TARGET}")
-            ax.set_title("BERT-base forward time / transformers (numpy ref. omitted)")
+            ax.set_title("BERT-base forward, min time / transformers (numpy ref. omitted)")
         else:
             src = data["load"] if panel == "load" else data["rss"]["results"]
             names = [n for n in src if n != "hf"]

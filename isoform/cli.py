@@ -2,6 +2,7 @@
 subparser and is run with the parsed arguments.
 
     isoform export bert-base --task masked-lm -o model.onnx [--dtype float16] [--opset 23]
+    isoform run ./gpt2-ckpt --prompt "Once upon a time" --backend jax --max-new-tokens 40
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IsoformError
+from .generation import run
 
 #: Parity tolerance (max abs diff) of the exported model against the torch backend, per dtype.
 TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
@@ -84,6 +86,7 @@ def _parity(model, path: Path, reference: str, tol: float) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "export": ("export a model to ONNX and check it against the torch backend", _export_args, _export),
+    "run": ("generate text from a prompt, streamed to stdout", run.add_arguments, run.run),
 }
 
 

@@ -10,10 +10,11 @@ read ``config.json``, pick the architecture by ``model_type`` and validate the c
 task, get the backend, build the graph, check every checkpoint tensor name and shape from the
 headers, then stream tensors into the backend.
 
-Sequence-length buckets: jitted backends compile once per input shape, so for architectures that
-are padding-safe `__call__` pads the sequence up to a multiple of ``bucket`` (default 32 on every
-backend but the NumPy reference, which compiles nothing) with masked padding, and slices per-token
-outputs back. ``m.bucket = None`` turns it off; ``m.warmup(batch, seq)`` compiles ahead.
+Sequence-length buckets: backends that compile per input shape (``Backend.static_shapes``: JAX)
+would recompile for every new length, so for architectures that are padding-safe `__call__` pads
+the sequence up to a multiple of ``bucket`` (default 32 on those backends, None elsewhere: torch
+runs eagerly, TensorFlow and ONNX Runtime take dynamic shapes) with masked padding, and slices
+per-token outputs back. ``m.bucket = None`` turns it off; ``m.warmup(batch, seq)`` compiles ahead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from . import architectures, backends
 from .architectures import ArchConfig, Architecture
 from .backends import Backend, Program
 from .errors import ConfigError, InputError
+from .generation.config import GenerationConfig
 from .hub import resolve
 from .ir import Graph
 from .weights import load_params, open_checkpoint, save_params
@@ -64,7 +66,8 @@ class Model:
         self.graph = graph
         self.program = program
         self.backend: Backend = program.backend
-        self.bucket: int | None = None if self.backend.name == "numpy" else 32
+        self.bucket: int | None = 32 if self.backend.static_shapes else None
+        self.generation_config: GenerationConfig | None = None  # set by load from generation_config.json
         self._seq_axes = {name: _seq_axis(graph, value) for name, value in graph.outputs.items()}
 
     @property
@@ -100,21 +103,29 @@ class Model:
             params = load_params(ckpt, wmap, expected, dtype=dtype,
                                  to_native=lambda name, array: be.to_native(array, dtypes[name]))
             program = be.compile(graph, params)  # shares natives of the declared dtype, no copy
-        return cls(arch, task, graph, program)
+        model = cls(arch, task, graph, program)
+        model.generation_config = GenerationConfig.load(directory, arch.config.to_dict())
+        return model
 
     def to(self, backend: str | Backend) -> Model:
         """The same model and weights on another backend (weights are copied, files not re-read)."""
         be = backends.get(backend)
-        return Model(self.arch, self.task, self.graph, be.compile(self.graph, self.program.numpy_params()))
+        model = Model(self.arch, self.task, self.graph, be.compile(self.graph, self.program.numpy_params()))
+        model.generation_config = self.generation_config
+        return model
 
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Write ``config.json`` and ``model.safetensors`` in the layout of the task's transformers
-        class, so ``transformers`` (and isoform) load it back. Returns the files written."""
+        class (and ``generation_config.json`` if the model has one), so ``transformers`` (and isoform)
+        load it back. Returns the files written."""
         config = self.config.to_dict()
         config["architectures"] = [self.arch.tasks[self.task]]
         config["dtype"] = self.dtype
         wmap = self.arch.weight_map(self.task, pooler=_has_pooler(self.arch, self.graph))
-        return save_params(directory, self.program.numpy_params(), wmap, config)
+        paths = save_params(directory, self.program.numpy_params(), wmap, config)
+        if self.generation_config is not None:
+            paths.append(self.generation_config.save(directory))
+        return paths
 
     def export_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Path:
         """Write the graph and weights as an ONNX model (dynamic batch/seq axes; needs the ``onnx``
@@ -137,6 +148,25 @@ class Model:
             out = {k: _cut(v, self._seq_axes[k], seq) for k, v in out.items()}
         return ModelOutput({k: out[k] for k in self.graph.outputs}, self.backend)
 
+    # -- generation -------------------------------------------------------------------------------
+    def generate(self, input_ids: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
+        """Generate continuations of ``input_ids`` [batch, seq] (NumPy or backend-native; right-, left- or
+        unpadded, with ``attention_mask``) with a ``causal-lm`` (or ``seq2seq-lm``) model; returns int64
+        NumPy [batch * num_return_sequences, length]: the prompt left-padded with ``pad_token_id`` followed by
+        the new tokens (decoder-only models, as transformers), or the decoder tokens (seq2seq).
+
+        Options (transformers' names and defaults, over the checkpoint's ``generation_config.json``; see
+        `isoform.generation.GenerationConfig`): ``max_new_tokens``, ``min_new_tokens``, ``do_sample``,
+        ``temperature``, ``top_k``, ``top_p``, ``num_beams``, ``length_penalty``, ``early_stopping``,
+        ``num_return_sequences``, ``repetition_penalty``, ``no_repeat_ngram_size``, ``eos_token_id``,
+        ``pad_token_id``, ``stop_strings`` (with ``tokenizer=``). ``seed``: sampling seed (NumPy RNG on the
+        host; same seed, same tokens on a backend). ``stream=True`` returns a generator of the new token of
+        every row per step ([rows] int64); ``streamer``: a callable given the same arrays (``.end()`` called
+        at the end if it has one). Greedy and beam search match transformers' ``generate`` token for token."""
+        from .generation.generate import generate
+
+        return generate(self, input_ids, attention_mask, **kwargs)
+
     def warmup(self, batch: int = 1, seq: int = 128, choices: int = 2) -> float:
         """Compile for inputs of this size ahead of the first real call; returns seconds taken."""
         shape = (batch, choices, seq) if self.task == "multiple-choice" else (batch, seq)
@@ -157,6 +187,7 @@ class Model:
         arrays.setdefault("attention_mask", np.ones(ids.shape, np.int64))
         if "token_type_ids" in names:
             arrays.setdefault("token_type_ids", np.zeros(ids.shape, np.int64))
+        self.arch.default_inputs(arrays, self.task)
         return {k: arrays[k].astype(np.int64, copy=False) for k in names}
 
     def _as_numpy(self, name: str, x: Any) -> np.ndarray:

@@ -4,7 +4,24 @@ Each family is one module defining its config, graph, heads and weight map; it r
 class with ``@register`` when imported below. Modules import no framework (NumPy and pydantic only).
 """
 
-from . import albert, bert, distilbert, electra, mpnet, roberta  # noqa: F401  (each registers its architectures)
+from . import (  # noqa: F401  (each registers its architectures)
+    albert,
+    bart,
+    bert,
+    blenderbot,
+    distilbert,
+    electra,
+    gpt,
+    gpt2,
+    gpt_neo,
+    llama,
+    m2m_100,
+    marian,
+    mpnet,
+    pegasus,
+    roberta,
+    t5,
+)
 from .base import REGISTRY, TASKS, ArchConfig, Architecture, get, parse_config, register, supported
 
 __all__ = ["REGISTRY", "TASKS", "ArchConfig", "Architecture", "get", "parse_config", "register", "supported"]

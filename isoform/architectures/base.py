@@ -191,6 +191,10 @@ class Architecture:
         return WeightMap(self.rules(task, pooler=pooler), ignore=[*self.ignore_patterns, *self.head_patterns],
                          tied=self.tied(task), prefix=self.prefix, save_prefix=task is not None)
 
+    def default_inputs(self, inputs: dict[str, np.ndarray], task: str | None) -> None:
+        """Add defaults for optional inputs the caller left out (beyond the attention mask and
+        token types `Model` fills), in place; encoder-decoders fill their decoder inputs."""
+
     def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
         """Raise InputError (naming the input) for ids outside the vocabulary, sequences longer
         than the position table, or masks/token types whose shape differs from the ids."""

@@ -10,6 +10,7 @@ function from the node list (as torch.fx does), which backends trace (JAX, TF) o
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ class Backend:
     name: str = ""
     framework: str = ""
     extra: str = ""
+    static_shapes: bool = False  # compiles once per concrete input shape (callers bucket lengths)
 
     def __init__(self) -> None:
         self.lowerings: dict[str, Lowering] = {}
@@ -90,6 +92,11 @@ class Program:
         """Current parameter values as NumPy arrays (after training, say)."""
         raise NotImplementedError
 
+    def native_params(self) -> Mapping[str, Any]:
+        """Parameters by graph name as this backend's native tensors, so another graph can be
+        compiled over the same weights without copying them (as the KV-cache decoders do)."""
+        return self.params if isinstance(self.params, Mapping) else self.numpy_params()
+
 
 def in_f32(f: Lowering, *, half: Collection[Any], f32: Any, cast: Callable[[Any, Any], Any]) -> Lowering:
     """Wrap a lowering so f16/bf16 inputs (dtypes in `half`) compute in `f32` and float outputs are
@@ -115,6 +122,27 @@ def check_params(backend: str, graph: Graph, params: Mapping[str, Any]) -> None:
     if missing or wrong:
         raise BackendError(f"cannot compile graph {graph.name!r} on {backend}: missing parameters {missing}, "
                            f"wrong shapes {wrong}")
+
+
+def matmul_bias_pairs(graph: Graph) -> list[tuple[int, int, int]]:
+    """``(matmul node, add node, position of the bias in the add)`` for every ``matmul(x, w)`` (w 2-d)
+    whose only use is an ``add`` of a 1-d bias over its last dim, as `layers.linear` writes
+    ``x @ w + b``: what a backend may run as one GEMM with the bias fused."""
+    uses = Counter(n for node in graph.nodes for n in node.inputs if n is not None)
+    uses.update(graph.outputs.values())
+    matmuls = {node.outputs[0].name: i for i, node in enumerate(graph.nodes) if node.op == "matmul"}
+    pairs = []
+    for j, node in enumerate(graph.nodes):
+        for k, y in enumerate(node.inputs if node.op == "add" else ()):
+            i = matmuls.get(y)
+            if i is None or uses[y] != 1:
+                continue
+            x, w = (graph.values[n] for n in graph.nodes[i].inputs)
+            bias = graph.values[node.inputs[1 - k]]
+            if len(x.shape) >= 2 and len(w.shape) == 2 and tuple(bias.shape) == (w.shape[1],) and bias.dtype == x.dtype:
+                pairs.append((i, j, 1 - k))
+                break
+    return pairs
 
 
 # -- inputs and symbolic dims -----------------------------------------------------------------------
@@ -195,10 +223,12 @@ def _dim_code(d: dims.Dim) -> str:
     return str(d) if isinstance(d, int) else "(" + _NAME.sub(lambda m: f"E[{m.group(0)!r}]", d) + ")"
 
 
-def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = "run") -> Callable[..., dict[str, Any]]:
+def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = "run",
+             overrides: Mapping[int, Lowering] | None = None) -> Callable[..., dict[str, Any]]:
     """A Python function ``run(P, I, E) -> outputs`` executing `graph` straight-line with `lowerings`:
     P maps parameter names to arrays, I input names to arrays, E symbolic dim names to sizes.
-    Each node becomes one call; values are deleted after their last use."""
+    Each node becomes one call; values are deleted after their last use. `overrides` gives single
+    nodes (by index) their own lowering, so a backend can fuse a pattern of nodes."""
     namespace: dict[str, Any] = {}
     ident = {}
     for i, v in enumerate(graph.inputs):
@@ -221,7 +251,7 @@ def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = 
         static = {k: v for k, v in node.attrs.items()
                   if not (opdef.attrs[k].kind == "dims" and any(isinstance(d, str) for d in v))}
         dynamic = {k: "(" + "".join(_dim_code(d) + ", " for d in v) + ")" for k, v in node.attrs.items() if k not in static}
-        namespace[fname] = _bind(lowerings[node.op], static)
+        namespace[fname] = _bind(overrides[i] if overrides and i in overrides else lowerings[node.op], static)
         for o in node.outputs:
             ident[o.name] = f"v{len(ident)}"
         args = [("None" if n is None else ident[n]) for n in node.inputs]

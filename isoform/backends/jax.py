@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -51,6 +52,7 @@ def jax_dtype(dtype: DType) -> np.dtype:
 class JaxBackend(Backend):
     name = "jax"
     framework = "jax"
+    static_shapes = True
     extra = "jax"
 
     def compile(self, graph: Graph, params: Mapping[str, Any]) -> JaxProgram:
@@ -58,9 +60,9 @@ class JaxBackend(Backend):
         return JaxProgram(self, graph, params)
 
     def to_native(self, array: Any, dtype: DType) -> jax.Array:
-        if isinstance(array, np.ndarray) and array.flags.writeable:
-            # jnp.asarray copies writable arrays; jax.device_put adopts a 64-byte-aligned host buffer
-            # on CPU, so one copy into such a buffer is all (no freed temporary left in the heap)
+        if isinstance(array, np.ndarray):
+            # jax.device_put adopts a 64-byte-aligned host buffer on CPU: one synchronous copy into
+            # such a buffer (jnp.asarray would copy again, later, and fragment the heap while loading)
             return jax.device_put(_aligned(array, jax_dtype(dtype)))
         return jnp.asarray(array, dtype=jax_dtype(dtype))
 
@@ -111,9 +113,10 @@ def _dtype_of(x: Any) -> np.dtype:
 
 
 def _aligned(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A copy of `a` as `dtype` in a new 64-byte-aligned buffer."""
+    """A copy of `a` as `dtype` in a new 64-byte-aligned buffer (large ones in their own anonymous
+    mapping, which goes back to the OS when freed rather than fragmenting the heap)."""
     nbytes = a.size * dtype.itemsize
-    buf = np.empty(nbytes + 64, np.uint8)
+    buf = np.frombuffer(mmap.mmap(-1, nbytes), np.uint8) if nbytes >= 1 << 20 else np.empty(nbytes + 64, np.uint8)
     start = -buf.ctypes.data % 64
     out = buf[start:start + nbytes].view(dtype).reshape(a.shape)
     np.copyto(out, a, casting="unsafe")

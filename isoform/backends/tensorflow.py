@@ -130,6 +130,9 @@ class TensorflowProgram(Program):
     def numpy_params(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.module.variables_by_name.items()}
 
+    def native_params(self) -> Mapping[str, tf.Variable]:
+        return self.module.variables_by_name
+
 
 def _shape_of(x: Any) -> tuple[int, ...]:
     return tuple(x.shape)
@@ -287,7 +290,9 @@ def _dynamic_update_slice(x, update, *starts):
         hit = tf.reshape((pos >= b) & (pos < b + sizes[i]), [-1 if j == i else 1 for j in range(len(begin))])
         inside = hit if inside is None else inside & hit
     padded = tf.pad(update, tf.stack([tf.stack([b, dims[i] - b - sizes[i]]) for i, b in enumerate(begin)]))
-    return tf.where(inside, padded, x)
+    out = tf.where(inside, padded, x)
+    out.set_shape(x.shape)  # static dims survive (the padded update's shape is dynamic)
+    return out
 
 
 # -- contractions ----------------------------------------------------------------------------------

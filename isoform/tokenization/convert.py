@@ -2,9 +2,10 @@
 
 Each builder returns a ``tokenizers.Tokenizer`` whose normalizer, pre-tokenizer, model, decoder and
 post-processor are the ones transformers v5 uses for the same family, so encoding is exact and runs
-entirely in Rust. Families: ``bert`` (WordPiece ``vocab.txt``), ``gpt2`` / ``roberta`` (byte-level
-BPE ``vocab.json`` + ``merges.txt``), ``t5`` / ``albert`` / ``xlm-roberta`` / ``camembert``
-(SentencePiece Unigram) and ``llama`` (SentencePiece BPE with byte fallback).
+entirely in Rust. Families: ``bert`` (WordPiece ``vocab.txt``), ``gpt2`` / ``roberta`` / ``blenderbot``
+(byte-level BPE ``vocab.json`` + ``merges.txt``), ``t5`` / ``albert`` / ``xlm-roberta`` / ``camembert`` /
+``mbart`` / ``pegasus`` (SentencePiece Unigram), ``m2m100`` (SentencePiece Unigram with the ids of a
+separate ``vocab.json``) and ``llama`` (SentencePiece BPE with byte fallback).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import json
 import pathlib
 from typing import Any
 
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, Unigram, WordPiece
 
 from isoform.errors import TokenizerError
+from isoform.tokenization.languages import MBART_LANGUAGES
 
 SPIECE = "▁"
 
@@ -103,10 +105,11 @@ def attach_post_processor(
             trim_offsets=bool(options.get("trim_offsets", True)),
             add_prefix_space=bool(options.get("add_prefix_space", False)),
         )
-    elif family == "t5":
+    elif family in ("t5", "pegasus"):
         eos = special.get("eos_token", "</s>")
+        pair = ["$A", eos, "$B", eos] if family == "t5" else ["$A", "$B", eos]
         tok.post_processor = processors.TemplateProcessing(
-            single=["$A", eos], pair=["$A", eos, "$B", eos], special_tokens=[(eos, _id(tok, eos))]
+            single=["$A", eos], pair=pair, special_tokens=[(eos, _id(tok, eos))]
         )
     elif family in ("xlm-roberta", "camembert"):
         bos, eos = special.get("bos_token", "<s>"), special.get("eos_token", "</s>")
@@ -148,9 +151,23 @@ def read_spm(path: pathlib.Path):
     return proto
 
 
-def spm_vocab(proto, family: str, special: dict[str, str], extra_ids: int) -> list[tuple[str, float]]:
-    """Piece list with the id layout transformers uses (fairseq offsets for XLM-R / CamemBERT)."""
+def spm_vocab(
+    proto, family: str, special: dict[str, str], options: dict[str, Any]
+) -> list[tuple[str, float]]:
+    """Piece list with the id layout transformers uses (fairseq offsets for XLM-R / CamemBERT / mBART)."""
     vocab = [(p.piece, p.score) for p in proto.pieces]
+    if family == "mbart":
+        head = [special.get(k, d) for k, d in (("bos_token", "<s>"), ("pad_token", "<pad>"))]
+        head += [special.get(k, d) for k, d in (("eos_token", "</s>"), ("unk_token", "<unk>"))]
+        tail = [*MBART_LANGUAGES, special.get("mask_token", "<mask>")]
+        return [(t, 0.0) for t in head] + vocab[3:] + [(t, 0.0) for t in tail]
+    if family == "pegasus":  # transformers' PegasusConverter.convert_from_spm, config values first
+        masks = [str(_text(options.get("mask_token", "<mask_1>")))]
+        masks.append(str(_text(options.get("mask_token_sent", "<mask_2>"))))
+        head = [special.get("pad_token", "<pad>"), special.get("eos_token", "</s>")]
+        head += [m for i, m in enumerate(masks) if m != "None" and m not in masks[:i]]
+        head += [f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))]
+        return [(t, -100.0 if t.startswith("<unk_") else 0.0) for t in head] + vocab[2:]
     if family == "xlm-roberta":
         head = [special.get(k, d) for k, d in (("bos_token", "<s>"), ("pad_token", "<pad>"))]
         head += [special.get(k, d) for k, d in (("eos_token", "</s>"), ("unk_token", "<unk>"))]
@@ -160,17 +177,22 @@ def spm_vocab(proto, family: str, special: dict[str, str], extra_ids: int) -> li
         head += [(special.get("unk_token", "<unk>"), 0.0), ("<unk>NOTUSED", -100.0)]
         return head + vocab[1:] + [(special.get("mask_token", "<mask>"), 0.0)]
     if family == "t5":
+        extra_ids = int(options.get("extra_ids", 100))
         return vocab + [(f"<extra_id_{i}>", 0.0) for i in range(extra_ids - 1, -1, -1)]
     return vocab
 
 
-def spm_unigram(
-    proto, family: str, options: dict[str, Any], special: dict[str, str], extra_ids: int
+def spm_unigram(proto, family: str, options: dict[str, Any], special: dict[str, str]) -> Tokenizer:
+    """T5, ALBERT, XLM-R, CamemBERT, mBART, Pegasus: Unigram + Metaspace, as the v5 classes build them."""
+    return unigram_pipeline(proto, spm_vocab(proto, family, special, options), family, options, special)
+
+
+def unigram_pipeline(
+    proto, vocab: list[tuple[str, float]], family: str, options: dict[str, Any], special: dict[str, str]
 ) -> Tokenizer:
-    """T5, ALBERT, XLM-R, CamemBERT: Unigram + Metaspace, as the v5 tokenizer classes build them."""
-    vocab = spm_vocab(proto, family, special, extra_ids)
+    """Unigram over ``vocab`` with the family's normalizer, pre-tokenizer and decoder."""
     unk = special.get("unk_token", "<unk>")
-    unk_id = {"t5": 2, "albert": 1, "xlm-roberta": 3}.get(family)
+    unk_id = {"t5": 2, "albert": 1, "xlm-roberta": 3, "mbart": 3}.get(family)
     if unk_id is None:
         unk_id = next((i for i, (t, _) in enumerate(vocab) if t == unk), 0)
     tok = Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
@@ -182,21 +204,46 @@ def spm_unigram(
             steps += [normalizers.NFKD(), normalizers.StripAccents()]
         if options.get("do_lower_case", True):
             steps.append(normalizers.Lowercase())
-    if charsmap is not None:
+    if charsmap is not None and family != "mbart":  # MBartTokenizer drops the charsmap
         steps.append(normalizers.Precompiled(charsmap))
-    if family == "albert":
+    if family == "pegasus":
+        steps = steps or [normalizers.Replace(Regex(r"\n"), " ")]
+        steps.append(normalizers.Replace(Regex(r" {2,}"), " "))
+    if family in ("albert", "pegasus"):
         tok.normalizer = normalizers.Sequence(steps)
     elif steps:
         tok.normalizer = steps[0]
     scheme = "always" if options.get("add_prefix_space", True) else "never"
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Metaspace(replacement=SPIECE, prepend_scheme=scheme),
-        ]
+    metaspace = pre_tokenizers.Metaspace(replacement=SPIECE, prepend_scheme=scheme)
+    tok.pre_tokenizer = (
+        metaspace
+        if family == "pegasus"
+        else pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace])
     )
     tok.decoder = decoders.Metaspace(replacement=SPIECE, prepend_scheme=scheme)
     return tok
+
+
+def spm_with_vocab(
+    proto, vocab: dict[str, int], options: dict[str, Any], special: dict[str, str]
+) -> Tokenizer:
+    """M2M100: SentencePiece segmentation, ids from ``vocab.json`` (the fairseq dictionary).
+
+    The Unigram lists ``vocab.json`` in id order with each piece's SentencePiece score, so the Rust
+    pipeline segments as SentencePiece does and emits the dictionary's ids directly.
+    """
+    scores = {p.piece: p.score for p in proto.pieces if p.type == 1}  # normal pieces
+    order = sorted(vocab.items(), key=lambda kv: kv[1])
+    if [i for _, i in order] != list(range(len(order))):
+        raise TokenizerError("vocab.json ids must be 0..n-1 without gaps")
+    missing = [p for p in scores if p not in vocab]
+    if missing:
+        raise TokenizerError(
+            f"{len(missing)} SentencePiece pieces are not in vocab.json (e.g. {missing[:5]}); "
+            "isoform needs every piece of the .model in vocab.json"
+        )
+    entries = [(t, scores.get(t, 0.0)) for t, _ in order]
+    return unigram_pipeline(proto, entries, "m2m100", options, special)
 
 
 def generate_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
@@ -229,6 +276,10 @@ def spm_bpe(proto, options: dict[str, Any], special: dict[str, str]) -> Tokenize
         steps.append(decoders.Strip(content=" ", left=1))
     tok.decoder = decoders.Sequence(steps)
     return tok
+
+
+def _text(value: Any) -> Any:
+    return value.get("content") if isinstance(value, dict) else value
 
 
 def _id(tok: Tokenizer, token: str) -> int:

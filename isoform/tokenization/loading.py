@@ -18,6 +18,7 @@ from tokenizers import Tokenizer as Backend
 
 from isoform.errors import TokenizerError
 from isoform.tokenization import convert
+from isoform.tokenization.languages import M2M100_LANGUAGES, MBART_LANGUAGES, Languages, frame, languages_for
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 VERY_LARGE_INTEGER = int(1e30)
@@ -50,6 +51,16 @@ DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
         "pad_token": "<pad>",
     },
     "llama": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+    "mbart": _ROBERTA,
+    "blenderbot": _ROBERTA,
+    "pegasus": {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask_2>"},
+    "m2m100": {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+    },
     "generic": {},
 }
 # tokenizer_class (without "Tokenizer"/"TokenizerFast") or model_type -> family
@@ -57,6 +68,12 @@ FAMILY_OF = {
     "bert": "bert", "distilbert": "bert", "electra": "bert", "gpt2": "gpt2", "roberta": "roberta",
     "bart": "roberta", "t5": "t5", "mt5": "t5", "albert": "albert", "xlmroberta": "xlm-roberta",
     "xlm-roberta": "xlm-roberta", "camembert": "camembert", "llama": "llama", "mistral": "llama",
+    "mbart": "mbart", "pegasus": "pegasus", "blenderbot": "blenderbot", "m2m100": "m2m100", "m2m_100": "m2m100",
+}  # fmt: skip
+# families whose own format isoform does not read (a tokenizer.json next to it still works)
+UNSUPPORTED = {
+    "marian": "Marian (source.spm + target.spm + vocab.json)",
+    "mbart50": "mBART-50", "blenderbotsmall": "BlenderbotSmall", "blenderbot-small": "BlenderbotSmall",
 }  # fmt: skip
 FILE_FAMILY = {"vocab.txt": "bert", "vocab.json": "gpt2", "spiece.model": "t5"}
 FILE_FAMILY.update({"sentencepiece.bpe.model": "xlm-roberta", "tokenizer.model": "llama"})
@@ -79,6 +96,7 @@ class TokenizerSpec:
     model_input_names: list[str] = field(default_factory=lambda: list(WITH_TYPES))
     clean_up_tokenization_spaces: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the tokenizer_config.json that was read
+    languages: Languages | None = None  # mBART / M2M100 language codes
 
 
 def read_json(path: pathlib.Path) -> Any:
@@ -113,15 +131,23 @@ def pick_family(config: dict[str, Any], model_config: dict[str, Any], file_famil
     key = cls.removesuffix("Fast").removesuffix("Tokenizer").lower()
     if key in FAMILY_OF:
         return FAMILY_OF[key], cls
+    if key in UNSUPPORTED:
+        return key, cls
     if cls and key not in ("pretrained", "tokenizersbackend", "pretrainedtokenizer"):
         return file_family, cls  # unknown class: behave like the file's format
     model_type = str(model_config.get("model_type") or "").lower()
+    if model_type in UNSUPPORTED:
+        return model_type, cls
     return FAMILY_OF.get(model_type, file_family), cls
 
 
-def load_spec(directory: pathlib.Path) -> TokenizerSpec:
-    """Read the tokenizer files of ``directory`` (see module docstring for the order)."""
-    config = _optional_json(directory / "tokenizer_config.json")
+def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) -> TokenizerSpec:
+    """Read the tokenizer files of ``directory`` (see module docstring for the order).
+
+    ``overrides`` replace keys of ``tokenizer_config.json`` (e.g. ``src_lang``), as keyword arguments
+    to transformers' ``from_pretrained`` do.
+    """
+    config = {**_optional_json(directory / "tokenizer_config.json"), **(overrides or {})}
     special_map = _optional_json(directory / "special_tokens_map.json")
     model_config = _optional_json(directory / "config.json")
     found = _find_format(directory)
@@ -129,6 +155,11 @@ def load_spec(directory: pathlib.Path) -> TokenizerSpec:
     family, cls = pick_family(config, model_config, file_family)
     if found == "tokenizer.json" and not cls:
         family = "generic"
+    if family in UNSUPPORTED and found != "tokenizer.json":
+        raise TokenizerError(
+            f"{UNSUPPORTED[family]} tokenizers are not supported yet ({directory}); a tokenizer.json "
+            "saved by transformers (tokenizer.save_pretrained) in the same directory would be read"
+        )
     special = dict(DEFAULT_SPECIAL.get(family, {}))
     for key in SPECIAL_KEYS:  # tokenizer_config wins over special_tokens_map, both over defaults
         for source in (config, special_map):
@@ -137,11 +168,16 @@ def load_spec(directory: pathlib.Path) -> TokenizerSpec:
                 break
     special = {k: v for k, v in special.items() if v is not None}
     options = dict(config)
+    if family == "blenderbot":
+        options.setdefault("add_prefix_space", True)
+    languages = languages_for(family, options)
 
     backend, spm_special = _build_backend(directory, found, family, options, special)
     extra = _add_tokens(backend, directory, config, special_map, special, family, spm_special, options)
     if found != "tokenizer.json":
         convert.attach_post_processor(backend, family, special, options)
+    if languages is not None:
+        frame(backend, languages, languages.src_lang, special.get("eos_token", "</s>"))
     backend.no_padding()
     backend.no_truncation()
     backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
@@ -164,6 +200,7 @@ def load_spec(directory: pathlib.Path) -> TokenizerSpec:
         model_input_names=list(names),
         clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
         config=config,
+        languages=languages,
     )
 
 
@@ -186,6 +223,8 @@ def _find_format(directory: pathlib.Path) -> str:
     for name in SPM_FILES:
         if (directory / name).is_file():
             return name
+    if (directory / "source.spm").is_file():
+        raise TokenizerError(f"{UNSUPPORTED['marian']} tokenizers are not supported yet ({directory})")
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     raise TokenizerError(
         f"no tokenizer files in {directory}: looked for {', '.join(LOOKED_FOR)}; "
@@ -208,18 +247,20 @@ def _build_backend(
         vocab, merges = convert.read_bpe_files(path, directory / "merges.txt")
         return convert.byte_level_bpe(vocab, merges, options), []
     proto = convert.read_spm(path)
+    if family == "m2m100":
+        vocab = _optional_json(directory / "vocab.json")
+        if not vocab:
+            raise TokenizerError(f"M2M100 tokenizer in {directory} needs vocab.json next to {found}")
+        return convert.spm_with_vocab(proto, vocab, options, special), []
     # control (3) and user-defined (4) pieces become added tokens, as transformers' extractor does
     pieces = [
         AddedToken(p.piece, normalized=False, special=p.type == 3) for p in proto.pieces if p.type in (3, 4)
     ]
-    if family == "llama" or (
-        family not in ("t5", "albert", "xlm-roberta", "camembert") and proto.trainer_spec.model_type == 2
-    ):
+    unigram = ("t5", "albert", "xlm-roberta", "camembert", "mbart", "pegasus")
+    if family == "llama" or (family not in unigram and proto.trainer_spec.model_type == 2):
         return convert.spm_bpe(proto, options, special), pieces
-    spm_family = family if family in ("t5", "albert", "xlm-roberta", "camembert") else "t5"
-    return convert.spm_unigram(
-        proto, spm_family, options, special, int(options.get("extra_ids", 100))
-    ), pieces
+    spm_family = family if family in unigram else "t5"
+    return convert.spm_unigram(proto, spm_family, options, special), pieces
 
 
 def _add_tokens(
@@ -252,11 +293,12 @@ def _add_tokens(
         extra = ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]
     if family == "t5" and not any("<extra_id_" in str(_content(t)) for t in extra):
         extra += [f"<extra_id_{i}>" for i in range(int(options.get("extra_ids", 100)))]
+    extra = _family_extras(family, extra, extra_values, options)
 
     have = {t.content for t in tokens} | {t.content for t in backend.get_added_tokens_decoder().values()}
     for role, text in special.items():
         if text not in have:
-            lstrip = family == "camembert" and role == "mask_token"
+            lstrip = family in ("camembert", "mbart", "blenderbot") and role == "mask_token"
             tokens.append(AddedToken(text, special=True, lstrip=lstrip))
             have.add(text)
     extra_texts = []
@@ -269,3 +311,18 @@ def _add_tokens(
     for token in tokens:
         (backend.add_special_tokens if token.special else backend.add_tokens)([token])
     return extra_texts
+
+
+def _family_extras(family: str, extra: list[Any], configured: Any, options: dict[str, Any]) -> list[Any]:
+    """Extra special tokens the transformers class adds itself (languages, Pegasus' ``<unk_i>``)."""
+    if family == "mbart":
+        return MBART_LANGUAGES + [t for t in (configured or []) if _content(t) not in MBART_LANGUAGES]
+    if family == "m2m100":
+        codes = [f"__{c}__" for c in M2M100_LANGUAGES[str(options.get("language_codes", "m2m100"))]]
+        return codes + [t for t in (configured or []) if _content(t) not in codes]
+    if family == "pegasus":
+        sent = _content(options.get("mask_token_sent", "<mask_1>"))
+        texts = [_content(t) for t in configured or []]
+        head = [sent] if sent is not None and (configured is None or sent not in texts) else []
+        return head + [f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))]
+    return extra

@@ -10,17 +10,22 @@ from typing import Any
 from isoform.errors import TokenizerError
 from isoform.tokenization.batch import BatchEncoding, to_tensors
 from isoform.tokenization.loading import SPECIAL_KEYS, VERY_LARGE_INTEGER, TokenizerSpec, load_spec
+from isoform.tokenization.seq2seq import Seq2SeqMixin, slow_decode
 
 TRUNCATION = ("longest_first", "only_first", "only_second")
 
 
-class Tokenizer:
+class Tokenizer(Seq2SeqMixin):
     """A tokenizer backed by the Rust ``tokenizers`` library, with the call API of transformers.
 
     ``Tokenizer.load(name_or_path)`` reads ``tokenizer.json``, WordPiece ``vocab.txt``, byte-level
     BPE ``vocab.json`` + ``merges.txt`` or a SentencePiece model, plus ``tokenizer_config.json`` and
     ``special_tokens_map.json``. Ids, masks, offsets, overflow windows and decoding match
     ``transformers.AutoTokenizer`` on the same files.
+
+    Seq2seq additions: ``tok(text, text_target=...)`` adds ``labels``; multilingual tokenizers (mBART,
+    M2M100) take ``src_lang``/``tgt_lang`` (at load or as attributes) and map language codes to the
+    ids ``generate(forced_bos_token_id=...)`` needs with ``get_lang_id`` / ``lang_code_to_id``.
     """
 
     def __init__(self, spec: TokenizerSpec) -> None:
@@ -34,11 +39,22 @@ class Tokenizer:
         self._settings: tuple | None = None
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike, *, revision: str | None = None) -> Tokenizer:
-        """Load from a local directory, an isoform alias or a hub id (see ``isoform.hub.resolve``)."""
+    def load(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+    ) -> Tokenizer:
+        """Load from a local directory, an isoform alias or a hub id (see ``isoform.hub.resolve``).
+
+        ``src_lang``/``tgt_lang`` override the configured languages of mBART / M2M100 tokenizers.
+        """
         from isoform import hub
 
-        return cls(load_spec(hub.resolve(name_or_path, revision=revision)))
+        overrides = {k: v for k, v in (("src_lang", src_lang), ("tgt_lang", tgt_lang)) if v is not None}
+        return cls(load_spec(hub.resolve(name_or_path, revision=revision), overrides))
 
     # ----- vocabulary -----------------------------------------------------------------------------
     @property
@@ -93,7 +109,7 @@ class Tokenizer:
         ).tokens
 
     # ----- encoding -------------------------------------------------------------------------------
-    def __call__(
+    def _encode(
         self,
         text: str | Sequence[str] | Sequence[tuple[str, str]],
         text_pair: str | Sequence[str] | None = None,
@@ -113,7 +129,6 @@ class Tokenizer:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
     ) -> BatchEncoding:
-        """Encode one text, a batch, or text pairs; arguments and outputs follow transformers."""
         batched, inputs = _batch_inputs(text, text_pair, is_split_into_words)
         pairs = bool(inputs) and isinstance(inputs[0], tuple)
         self._configure(
@@ -248,7 +263,11 @@ class Tokenizer:
         self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
     ) -> str:
         """Text of one sequence of ids (list, numpy array or framework tensor)."""
-        text = self.backend.decode(_ints(ids), skip_special_tokens=skip_special_tokens)
+        if self._spec.family == "m2m100":  # a slow tokenizer in transformers: decodes runs between specials
+            tokens = self.convert_ids_to_tokens(_ints(ids), skip_special_tokens=skip_special_tokens)
+            text = slow_decode(tokens, set(self.all_special_tokens), self.backend.decoder.decode)
+        else:
+            text = self.backend.decode(_ints(ids), skip_special_tokens=skip_special_tokens)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         if clean_up_tokenization_spaces and type(self.backend.model).__name__ != "BPE":

@@ -1,0 +1,222 @@
+"""The framing shared by encoder-decoder models (T5, BART and its family).
+
+A family subclasses `EncoderDecoder` and writes ``encode`` (embeddings + encoder stack),
+``cross_kv`` (one decoder layer's cross-attention keys/values from the encoder states),
+``decode`` (embeddings + decoder stack, attending through `isoform.layers.seq2seq`), ``lm_logits``
+and the weight rules. `EncoderDecoder.build` writes three kinds of graph from that one definition:
+
+* ``part="model"``: the task graph, at parity with the transformers class of the task. Inputs
+  ``input_ids``, ``attention_mask`` [batch, seq], ``decoder_input_ids``, ``decoder_attention_mask``
+  [batch, target]; outputs ``encoder_last_hidden_state`` and ``last_hidden_state`` (bare model),
+  ``logits`` (``seq2seq-lm``: [batch, target, vocab]; ``sequence-classification``: [batch, labels],
+  pooled at each row's last ``eos_token_id``) or ``start_logits``/``end_logits``
+  (``question-answering``). Missing decoder inputs default to ``input_ids`` shifted right behind
+  ``decoder_start_token_id`` and an all-ones mask (transformers does so for BART and the T5 heads;
+  T5Model and T5ForConditionalGeneration would raise instead).
+* ``part="encoder"`` (``seq2seq-lm``): ``input_ids``, ``attention_mask`` -> ``cross.{i}.key`` /
+  ``cross.{i}.value`` [batch, heads, seq, head_dim] for every decoder layer: run once per input.
+* ``part="step"`` (``seq2seq-lm``): ``input_ids`` [batch, seq] (decoder tokens), ``cache_position``
+  (i64 scalar), ``attention_mask`` [batch, cache], ``encoder_attention_mask`` [batch, source], the
+  cross keys/values and the static self-attention caches ``past.{i}.key``/``.value`` -> ``logits``
+  [batch, vocab] of the last position and ``present.{i}.key``/``.value``.
+  `isoform.generation.seq2seq.Seq2SeqDecoder` runs the last two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..ir import Graph, GraphBuilder, Tensor, fn
+from ..ir.dtypes import DType, as_dtype
+from ..layers import linear
+from ..layers.seq2seq import CrossAttention, SelfAttention
+from .base import Architecture, _check_ints
+
+Part = Literal["model", "encoder", "step"]
+DECODER_INPUTS = ("decoder_input_ids", "decoder_attention_mask")
+
+
+class EncoderDecoder(Architecture):
+    """Base of encoder-decoder families; see the module docstring."""
+
+    padding_safe = False
+    head_patterns = (r"^lm_head\.", r"^final_logits_bias$", r"^classification_head\.", r"^qa_outputs\.")
+
+    # -- to implement -----------------------------------------------------------------------------
+    def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Embeddings and encoder stack: [batch, seq] -> [batch, seq, d_model]."""
+        raise NotImplementedError
+
+    def cross_kv(self, states: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+        """Decoder layer ``layer``'s cross-attention keys and values [batch, heads, seq, head_dim]."""
+        raise NotImplementedError
+
+    def decode(self, ids: Tensor, offset: Tensor | None, attend: SelfAttention, cross: CrossAttention) -> Tensor:
+        """Embeddings (positions from ``offset``, the cache slot of the first token, or 0) and the
+        decoder stack: [batch, target] -> [batch, target, d_model]."""
+        raise NotImplementedError
+
+    def lm_logits(self, x: Tensor, keys: Collection[str] | None) -> Tensor:
+        raise NotImplementedError
+
+    # -- geometry -----------------------------------------------------------------------------------
+    @property
+    def d_model(self) -> int:
+        return int(self.config.d_model)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.config.vocab_size)
+
+    @property
+    def num_decoder_layers(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def cross_shape(self) -> tuple[int, int]:
+        """(heads, head_dim) of the decoder's attention."""
+        raise NotImplementedError
+
+    @property
+    def decoder_start_token_id(self) -> int:
+        start = getattr(self.config, "decoder_start_token_id", None)
+        if start is None:
+            raise ConfigError(f"config.json of this {self.model_type} model has no decoder_start_token_id: set "
+                              "'decoder_start_token_id' (T5 uses the pad token, 0) in config.json or generation_config.json")
+        return int(start)
+
+    def input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", *DECODER_INPUTS]
+
+    # -- graphs -------------------------------------------------------------------------------------
+    def build(self, task: str | None = None, dtype: DType | str = "float32", keys: Collection[str] | None = None,
+              *, part: Part = "model") -> Graph:
+        """The task graph, or (``seq2seq-lm``) the encoder / decoder-step graphs of generation; ``keys``
+        (checkpoint or model parameter names) tell whether the LM head is tied."""
+        self.check_task(task)
+        if part != "model" and task != "seq2seq-lm":
+            raise ConfigError(f"the {part!r} graph of generation exists for task 'seq2seq-lm' only, not {task!r}")
+        suffix = "" if part == "model" else f":{part}"
+        g = GraphBuilder(f"{self.model_type}:{task or 'base'}{suffix}", dtype=as_dtype(dtype),
+                         metadata={"model_type": self.model_type, "task": task, "part": part})
+        if part == "encoder":
+            states = self.encode(g.input("input_ids", ["batch", "seq"], "i64"), g.input("attention_mask", ["batch", "seq"], "i64"))
+            for i in range(self.num_decoder_layers):
+                k, v = self.cross_kv(states, i)
+                g.output(f"cross.{i}.key", k)
+                g.output(f"cross.{i}.value", v)
+        elif part == "step":
+            self._step(g, keys)
+        else:
+            self._model(g, task, keys)
+        return g.build()
+
+    def _model(self, g: GraphBuilder, task: str | None, keys: Collection[str] | None) -> None:
+        ids, mask = (g.input(n, ["batch", "seq"], "i64") for n in ("input_ids", "attention_mask"))
+        target = "seq" if task == "sequence-classification" else "target"  # pools decoder states at input eos
+        dec_ids, dec_mask = (g.input(n, ["batch", target], "i64") for n in DECODER_INPUTS)
+        states = self.encode(ids, mask)
+        x = self.decode(dec_ids, None, SelfAttention(dec_mask), CrossAttention(mask, lambda i: self.cross_kv(states, i)))
+        if task is None:
+            outputs = {"last_hidden_state": x}
+        elif task == "seq2seq-lm":
+            outputs = {"logits": self.lm_logits(x, keys)}
+        elif task == "sequence-classification":
+            outputs = {"logits": self.classify(x, ids)}
+        else:
+            logits = linear(x, "qa_outputs", self.d_model, 2)
+            outputs = {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+        for name, t in {**outputs, "encoder_last_hidden_state": states}.items():
+            g.output(name, t)
+
+    def _step(self, g: GraphBuilder, keys: Collection[str] | None) -> None:
+        ids = g.input("input_ids", ["batch", "seq"], "i64")
+        offset = g.input("cache_position", [], "i64")
+        attend = SelfAttention(g.input("attention_mask", ["batch", "cache"], "i64"), offset)
+        heads, head_dim = self.cross_shape
+
+        def cross_input(i: int) -> tuple[Tensor, Tensor]:
+            return tuple(g.input(f"cross.{i}.{n}", ["batch", heads, "source", head_dim], g.dtype) for n in ("key", "value"))
+
+        cross = CrossAttention(g.input("encoder_attention_mask", ["batch", "source"], "i64"), cross_input)
+        x = self.decode(ids, offset, attend, cross)
+        g.output("logits", self.lm_logits(x[:, -1], keys))
+        for name, t in attend.caches.items():
+            g.output(name, t)
+
+    def classify(self, x: Tensor, ids: Tensor) -> Tensor:
+        """transformers' ``*ForSequenceClassification`` of BART and T5: ``classification_head``
+        (dense, tanh, out_proj) on the decoder state at each row's last ``eos_token_id`` in ``input_ids``."""
+        g, (b, s) = x.builder, ids.shape
+        index = g.add("iota", shape=[s], axis=0, dtype="i64").reshape(1, s)
+        eos = fn.eq(ids, g.constant(self.eos_token_id, "i64")).cast("i64")
+        last = fn.argmax(index * eos, axis=-1, keepdims=True).cast("i64")
+        pooled = fn.where(fn.eq(index, last).reshape(b, s, 1), x, g.constant(0.0, x.dtype)).sum(1)
+        d = self.d_model
+        h = fn.tanh(linear(pooled, "classification_head.dense", d, d))
+        return linear(h, "classification_head.out_proj", d, self.config.num_labels)
+
+    @property
+    def eos_token_id(self) -> int:
+        eos = getattr(self.config, "eos_token_id", None)
+        eos = eos[0] if isinstance(eos, list) and eos else eos
+        if eos is None:
+            raise ConfigError("sequence-classification pools at the eos token: set 'eos_token_id' in config.json")
+        return int(eos)
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def shift_right(self, ids: np.ndarray) -> np.ndarray:
+        """Decoder inputs from ``ids``: ``decoder_start_token_id`` then ``ids[:, :-1]`` (as transformers)."""
+        out = np.empty_like(ids)
+        out[:, 0] = self.decoder_start_token_id
+        out[:, 1:] = ids[:, :-1]
+        return out
+
+    def default_inputs(self, inputs: dict[str, np.ndarray], task: str | None) -> None:
+        """Fill missing decoder inputs: ``input_ids`` shifted right, an all-ones mask."""
+        if "decoder_input_ids" not in inputs:
+            inputs["decoder_input_ids"] = self.shift_right(inputs["input_ids"])
+        inputs.setdefault("decoder_attention_mask", np.ones(inputs["decoder_input_ids"].shape, np.int64))
+
+    @property
+    def max_length(self) -> int | None:
+        """Longest sequence the position table covers (None: relative or computed positions)."""
+        return None
+
+    def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
+        """InputError (naming the input) for ids outside the vocabulary, sequences longer than the
+        position table, mismatched mask shapes, or (classification) rows without the same number of eos."""
+        for ids_name, mask_name in (("input_ids", "attention_mask"), DECODER_INPUTS):
+            ids = inputs.get(ids_name)
+            if ids is None:
+                continue
+            if ids.ndim != 2 or ids.shape[-1] == 0:
+                raise InputError(f"{ids_name} must have shape [batch, seq] with seq >= 1, got shape {ids.shape}")
+            _check_ints(ids_name, ids, 0, self.vocab_size, "the vocabulary size (vocab_size)")
+            if self.max_length is not None and ids.shape[-1] > self.max_length:
+                raise InputError(f"{ids_name} has sequence length {ids.shape[-1]}, longer than this model's maximum "
+                                 f"{self.max_length} (max_position_embeddings): truncate the inputs")
+            if mask_name in inputs:
+                if inputs[mask_name].shape != ids.shape:
+                    raise InputError(f"{mask_name} has shape {inputs[mask_name].shape}, but {ids_name} has shape "
+                                     f"{ids.shape}: they must be equal")
+                _check_ints(mask_name, inputs[mask_name], 0, 2, "2 (values must be 0 or 1)")
+        dec = inputs.get("decoder_input_ids")
+        if dec is not None and dec.shape[0] != inputs["input_ids"].shape[0]:
+            raise InputError(f"decoder_input_ids has batch size {dec.shape[0]}, input_ids {inputs['input_ids'].shape[0]}")
+        if task == "sequence-classification":
+            self._check_eos(inputs)
+
+    def _check_eos(self, inputs: Mapping[str, Any]) -> None:
+        counts = (inputs["input_ids"] == self.eos_token_id).sum(1)
+        if counts.min() == 0 or len(set(counts.tolist())) != 1:
+            raise InputError(f"sequence-classification pools at the last eos token ({self.eos_token_id}): every row of "
+                             f"input_ids needs the same, non-zero number of them, got {counts.tolist()}")
+        dec = inputs.get("decoder_input_ids")
+        if dec is not None and dec.shape != inputs["input_ids"].shape:
+            raise InputError(f"sequence-classification reads decoder states at input_ids' eos positions: "
+                             f"decoder_input_ids must have input_ids' shape {inputs['input_ids'].shape}, got {dec.shape}")

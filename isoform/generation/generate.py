@@ -1,0 +1,155 @@
+"""`generate`: the body of ``Model.generate`` — checks the request, lays prompts out left-padded,
+picks the strategy and runs it on the model's incremental decoder.
+
+Everything that can be wrong with a request (options, prompt shapes, lengths, token ids) is an error
+raised before any compute, also with ``stream=True`` (the generator is returned afterwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+
+from ..errors import InputError
+from .config import GenerationConfig
+from .search import IncrementalDecoder, Prompt, Search, beam_search, sample
+from .stopping import Stopping, StopStrings
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+Streamer = Callable[[np.ndarray], Any]
+_IDLE: WeakKeyDictionary[Any, IncrementalDecoder] = WeakKeyDictionary()  # one reusable decoder per model
+
+
+def generate(model: Model, input_ids: Any, attention_mask: Any = None, *, stream: bool = False,
+             streamer: Streamer | None = None, seed: int | None = None, tokenizer: Any = None,
+             **options: Any) -> np.ndarray | Iterator[np.ndarray]:
+    """See `isoform.Model.generate`."""
+    if model.task not in ("causal-lm", "seq2seq-lm"):
+        raise InputError(f"generate needs a model loaded with task='causal-lm' (or 'seq2seq-lm'), this one has "
+                         f"task={model.task!r}")
+    base = getattr(model, "generation_config", None) or GenerationConfig.from_model_config(model.config.to_dict())
+    config = base.resolve(**options)
+    _check_forced(config, model.arch.vocab_size)
+    ids, mask = _rows(model, input_ids, attention_mask)
+    seq2seq = model.task == "seq2seq-lm"
+    prompt_len = 1 if seq2seq else int(mask.sum(1).max())  # after left-padding
+    max_new = _max_new_tokens(config, base, options, prompt_len, None if seq2seq else model.arch.max_length)
+    if config.num_beams > 1 and (stream or streamer is not None):
+        raise InputError(f"streaming (stream=True or a streamer) works with greedy decoding and sampling, "
+                         f"not beam search (num_beams={config.num_beams})")
+    if config.stop_list and tokenizer is None:
+        raise InputError("stop_strings need the model's tokenizer: generate(..., stop_strings=[...], tokenizer=tok)")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    strings = StopStrings(config.stop_list, tokenizer) if config.stop_list else None
+    stopping = Stopping(prompt_len + max_new, config.eos_ids, strings)
+
+    decoder = _IDLE.pop(model, None) or _new_decoder(model)
+    if seq2seq:
+        start = np.full((len(ids), 1), decoder.start_token, np.int64)
+        prompt = Prompt(ids, mask, start, np.zeros(len(ids), np.int64))
+    else:
+        ids, mask = _left_pad(ids, mask, config.pad_token_id if config.pad_token_id is not None else 0)
+        prompt = Prompt(ids, mask, ids, (mask == 0).sum(1))
+    search = Search(decoder, config, max_new, stopping, np.random.default_rng(seed))
+    if config.num_beams > 1:
+        try:
+            return beam_search(search, prompt)
+        finally:
+            _IDLE[model] = decoder
+    steps = _steps(model, decoder, search, prompt, streamer)
+    if stream:
+        return steps
+    tokens = list(steps)
+    start = np.repeat(prompt.sequences, config.num_return_sequences, axis=0)
+    return np.concatenate([start, np.stack(tokens, axis=1)], axis=1) if tokens else start
+
+
+def _steps(model: Model, decoder: IncrementalDecoder, search: Search, prompt: Prompt,
+           streamer: Streamer | None) -> Iterator[np.ndarray]:
+    try:
+        for tokens in sample(search, prompt):
+            if streamer is not None:
+                streamer(tokens)
+            yield tokens
+        if streamer is not None and hasattr(streamer, "end"):
+            streamer.end()
+    finally:
+        _IDLE[model] = decoder  # free for the next call (also when a stream is abandoned)
+
+
+def _new_decoder(model: Model) -> IncrementalDecoder:
+    if model.task == "seq2seq-lm":
+        from .seq2seq import Seq2SeqDecoder
+
+        return Seq2SeqDecoder(model)
+    from .decoder import Decoder
+
+    return Decoder(model)
+
+
+def _rows(model: Model, input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy int64 ids and mask [batch, seq], checked: 0/1 mask with one block of ones per row."""
+    ids = model._as_numpy("input_ids", input_ids)
+    mask = np.ones(ids.shape, np.int64) if attention_mask is None else model._as_numpy("attention_mask", attention_mask)
+    if ids.ndim != 2 or ids.shape[0] == 0 or ids.dtype.kind not in "iu":
+        raise InputError(f"input_ids must be integer token ids of shape [batch, seq] with batch >= 1, got "
+                         f"{ids.dtype} of shape {ids.shape}")
+    if mask.shape != ids.shape:
+        raise InputError(f"attention_mask has shape {mask.shape}, but input_ids has shape {ids.shape}: they must be equal")
+    if not np.isin(mask, (0, 1)).all():
+        raise InputError("attention_mask must hold only 0 (padding) and 1 (token)")
+    lengths = mask.sum(1)
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise InputError(f"prompt(s) {empty.tolist()} of the batch are empty (no token with attention_mask 1): "
+                         "every prompt needs at least one token, e.g. the bos token")
+    gaps = np.flatnonzero(np.abs(np.diff(np.pad(mask, ((0, 0), (1, 1))), axis=1)).sum(1) != 2)
+    if gaps.size:
+        raise InputError(f"attention_mask rows {gaps.tolist()} have padding between tokens; pad on the left or right only")
+    model.arch.check_inputs({"input_ids": ids, "attention_mask": mask}, model.task)
+    return ids.astype(np.int64), mask.astype(np.int64)
+
+
+def _check_forced(config: GenerationConfig, vocab: int) -> None:
+    """Forced tokens (mBART/M2M100 target languages, forced eos) must be in the vocabulary."""
+    for key in ("forced_bos_token_id", "forced_eos_token_id"):
+        value = getattr(config, key)
+        bad = [t for t in ([value] if isinstance(value, int) else value or []) if not 0 <= t < vocab]
+        if bad:
+            raise InputError(f"{key}={value!r} is not in the vocabulary [0, {vocab}): check the target language token")
+
+
+def _left_pad(ids: np.ndarray, mask: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's tokens moved to the right end, ``pad`` (mask 0) before them; width = longest prompt."""
+    lengths = mask.sum(1)
+    width = int(lengths.max())
+    out = np.full((len(ids), width), pad, np.int64)
+    out_mask = (np.arange(width)[None, :] >= width - lengths[:, None]).astype(np.int64)
+    out[out_mask == 1] = ids[mask == 1]
+    return out, out_mask
+
+
+def _max_new_tokens(config: GenerationConfig, base: GenerationConfig, options: dict[str, Any], prompt_len: int,
+                    context: int | None) -> int:
+    """New tokens to generate: ``max_new_tokens``, else ``max_length`` - prompt (transformers' default
+    ``max_length`` 20 counts new tokens and is capped at the context window). Checked against the
+    model's context window (decoder-only models)."""
+    if config.max_new_tokens is not None:
+        new = config.max_new_tokens
+    elif options.get("max_length") is None and base.max_length is None:
+        new = config.max_length if context is None else min(config.max_length, context - prompt_len)
+    else:
+        new = config.max_length - prompt_len
+        if new <= 0:
+            raise InputError(f"max_length is {config.max_length} but the prompt already has {prompt_len} tokens; "
+                             "set max_new_tokens instead")
+    if context is not None and prompt_len + max(new, 1) > context:
+        raise InputError(f"the prompt has {prompt_len} tokens and max_new_tokens is {new}: {prompt_len + new} "
+                         f"positions, more than the model's context window of {context} tokens")
+    return new

@@ -1,0 +1,204 @@
+"""Search strategies over any incremental decoder (``prefill`` / ``step`` / ``reorder``, see
+`isoform.generation.Decoder`): greedy, multinomial sampling, beam search and beam sampling, as
+transformers v5's ``GenerationMixin._sample`` and ``_beam_search`` do them, in NumPy on the host.
+
+The strategies know nothing of the model family: a `Prompt` says what to prefill the decoder with
+and which token sequences the search extends (a decoder-only model extends its left-padded prompt;
+an encoder-decoder one its decoder start token). Sampling draws from ``numpy.random.Generator``,
+so a seed gives the same tokens on every run of a backend (and on every backend whose logits agree
+to rounding); it does not reproduce torch's random stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import processors as P
+from .config import GenerationConfig
+from .stopping import Stopping
+
+NEG = np.float32(-1e9)  # transformers' "very unlikely" beam score
+
+
+class IncrementalDecoder(Protocol):
+    vocab_size: int
+
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int) -> np.ndarray: ...
+    def step(self, tokens: np.ndarray) -> np.ndarray: ...
+    def reorder(self, index: np.ndarray) -> None: ...
+
+
+@dataclass
+class Prompt:
+    """``input_ids``/``attention_mask`` [batch, seq]: what the decoder is prefilled with;
+    ``sequences`` [batch, length]: the tokens the search extends and returns; ``ignore`` [batch]: how
+    many leading positions of ``sequences`` are padding (the repetition penalty skips them)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    sequences: np.ndarray
+    ignore: np.ndarray
+
+
+@dataclass
+class Search:
+    """One generation call: the decoder, the resolved config, and what every strategy needs."""
+
+    decoder: IncrementalDecoder
+    config: GenerationConfig
+    max_new_tokens: int
+    stopping: Stopping
+    rng: np.random.Generator
+
+    def start(self, prompt: Prompt, copies: int) -> tuple[np.ndarray, np.ndarray, int, list[P.Processor]]:
+        """Prefill once per prompt, then repeat every row ``copies`` times (beams / returned sequences),
+        as transformers' ``_expand_inputs_for_generation``; returns the first logits, the sequences,
+        their length and the processors."""
+        logits = self.decoder.prefill(prompt.input_ids, prompt.attention_mask, self.max_new_tokens)
+        if copies > 1:
+            self.decoder.reorder(np.repeat(np.arange(len(logits)), copies))
+            logits = np.repeat(logits, copies, axis=0)
+        sequences = np.repeat(prompt.sequences, copies, axis=0)
+        length = sequences.shape[1]
+        processors = P.build(self.config, length, length + self.max_new_tokens, np.repeat(prompt.ignore, copies),
+                             prompt.input_ids)
+        return logits, sequences, length, processors
+
+
+def sample(search: Search, prompt: Prompt) -> Iterator[np.ndarray]:
+    """Greedy decoding or multinomial sampling (``config.do_sample``): yields the next token of every
+    row ([rows] int64; ``pad_token_id`` once a row has finished, when an eos token is set) until
+    every row has finished."""
+    config, stopping = search.config, search.stopping
+    logits, sequences, length, processors = search.start(prompt, config.num_return_sequences)
+    buffer = np.zeros((len(sequences), length + search.max_new_tokens), np.int64)
+    buffer[:, :length] = sequences
+    unfinished = np.ones(len(sequences), bool)
+    for _ in range(search.max_new_tokens):
+        scores = P.apply(processors, buffer[:, :length], logits)
+        tokens = _draw(scores, search.rng) if config.do_sample else scores.argmax(-1)
+        if stopping.has_eos:
+            tokens = np.where(unfinished, tokens, config.pad_token_id)
+        buffer[:, length] = tokens
+        length += 1
+        unfinished &= ~stopping(buffer[:, :length])
+        yield tokens.astype(np.int64)
+        if not unfinished.any():
+            return
+        logits = search.decoder.step(tokens)
+
+
+def beam_search(search: Search, prompt: Prompt) -> np.ndarray:
+    """Beam search (beam sampling with ``do_sample``), transformers v5's vectorized ``_beam_search``:
+    returns the ``num_return_sequences`` best finished sequences per prompt, [batch * n, length]."""
+    config, stopping = search.config, search.stopping
+    beams, eos = config.num_beams, config.eos_ids
+    logits, flat, prompt_len, processors = search.start(prompt, beams)
+    batch, vocab = len(flat) // beams, logits.shape[-1]
+    max_length = prompt_len + search.max_new_tokens
+    keep = max(2, 1 + len(eos)) * beams  # candidates kept per step: enough to continue after eos
+    top_beams = np.arange(keep) < beams
+    fill = (config.pad_token_id or eos[0]) if eos else -1  # transformers' output fill value, quirks included
+
+    running = np.full((batch, beams, max_length), fill, np.int64)
+    running[:, :, :prompt_len] = flat.reshape(batch, beams, prompt_len)
+    sequences = running.copy()
+    running_scores = np.zeros((batch, beams), np.float32)
+    running_scores[:, 1:] = NEG  # only the first beam's continuations count at the first step
+    scores = np.full((batch, beams), NEG, np.float32)
+    finished = np.zeros((batch, beams), bool)
+    improvable = np.ones((batch, 1), bool)
+    running_index = np.full((batch, beams, search.max_new_tokens), -1, np.int64)
+    index = running_index.copy()
+    cur = prompt_len
+    while True:
+        log_probs = P.apply(processors, running[:, :, :cur].reshape(batch * beams, cur), P.log_softmax(logits))
+        log_probs = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
+
+        # c. the best `keep` continuations over all beams
+        top = _sample_top(log_probs, keep, search.rng) if config.do_sample else _top(log_probs, keep)
+        top_scores = np.take_along_axis(log_probs, top, axis=1)
+        source = top // vocab
+        top_sequences = _gather(running, source)
+        top_sequences[:, :, cur] = top % vocab
+        top_index = _gather(running_index, source)
+        top_index[:, :, cur - prompt_len] = source + np.arange(batch)[:, None] * beams
+
+        # d. which continuations finished
+        hits = stopping(top_sequences[:, :, :cur + 1].reshape(batch * keep, cur + 1)).reshape(batch, keep)
+
+        # e. the best unfinished ones run on
+        open_scores = top_scores + np.where(hits, NEG, np.float32(0))
+        best = _top(open_scores, beams)
+        running, running_scores = _gather(top_sequences, best), _gather(open_scores, best)
+        running_index = _gather(top_index, best)
+
+        # f. finished ones replace worse finished hypotheses
+        done_scores = top_scores / np.float32((cur + 1 - prompt_len) ** config.length_penalty)
+        full = finished.all(-1, keepdims=True) & (config.early_stopping is True)
+        just_finished = hits & top_beams[None, :]
+        for excluded in (full, ~improvable, ~just_finished):  # one addition each, as transformers rounds them
+            done_scores = done_scores + np.where(excluded, NEG, np.float32(0))
+        merged = np.concatenate([scores, done_scores], axis=1)
+        best = _top(merged, beams)
+        sequences = _gather(np.concatenate([sequences, top_sequences], axis=1), best)
+        scores = _gather(merged, best)
+        index = _gather(np.concatenate([index, top_index], axis=1), best)
+        finished = _gather(np.concatenate([finished, just_finished], axis=1), best)
+
+        # g. stop, or reorder the cache and run the chosen tokens
+        cur += 1
+        improvable = _improvable(improvable, running_scores, scores, finished, cur - prompt_len, config,
+                                 search.max_new_tokens)
+        if not (improvable.any() and not (finished.all() and config.early_stopping is True) and not hits.all()):
+            break
+        search.decoder.reorder(running_index[:, :, cur - 1 - prompt_len].reshape(-1))
+        logits = search.decoder.step(running[:, :, cur - 1].reshape(-1))
+
+    n = config.num_return_sequences
+    sequences = sequences[:, :n].reshape(batch * n, max_length)
+    generated = (index[:, :n].reshape(batch * n, -1) != -1).sum(1).max()
+    return sequences[:, :prompt_len + generated]
+
+
+def _improvable(improvable: np.ndarray, running_scores: np.ndarray, scores: np.ndarray, finished: np.ndarray,
+                generated: int, config: GenerationConfig, max_new_tokens: int) -> np.ndarray:
+    """transformers' ``_check_early_stop_heuristic``: can the best running beam still beat the worst
+    finished one (at the length the ``early_stopping`` mode assumes)?"""
+    penalty = config.length_penalty
+    length = max_new_tokens if config.early_stopping == "never" and penalty > 0.0 else generated
+    best_possible = running_scores[:, :1] / np.float32(length ** penalty)
+    worst = np.where(finished, scores.min(1, keepdims=True), NEG)
+    return improvable & (best_possible > worst).any(-1, keepdims=True)
+
+
+def _top(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values per row, largest first (ties: lower index first)."""
+    part = np.argpartition(-x, k - 1, axis=-1)[:, :k] if k < x.shape[-1] else np.broadcast_to(np.arange(x.shape[-1]), x.shape)
+    values = np.take_along_axis(x, part, axis=-1)
+    order = np.lexsort((part, -values), axis=-1)
+    return np.take_along_axis(part, order, axis=-1)
+
+
+def _sample_top(log_probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k draws without replacement from softmax(log_probs) per row, sorted by score (beam sampling)."""
+    probs = P.softmax(log_probs.astype(np.float64))
+    picks = np.stack([rng.choice(len(p), size=k, replace=False, p=p / p.sum()) for p in probs])
+    values = np.take_along_axis(log_probs, picks, axis=-1)
+    return np.take_along_axis(picks, np.argsort(-values, axis=-1, kind="stable"), axis=-1)
+
+
+def _draw(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One token per row from softmax(scores) (float64, inverse CDF of one uniform per row)."""
+    cdf = np.cumsum(P.softmax(scores.astype(np.float64)), axis=-1)
+    u = rng.random(len(scores)) * cdf[:, -1]
+    return np.minimum((cdf <= u[:, None]).sum(-1), scores.shape[-1] - 1)
+
+
+def _gather(x: np.ndarray, index: np.ndarray) -> Any:
+    """``x[b, index[b, j], ...]`` for [batch, beams, ...] arrays (transformers' ``_gather_beams``)."""
+    return np.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)

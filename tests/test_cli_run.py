@@ -1,0 +1,111 @@
+"""``isoform run`` and text-level generation (stop strings, `TextStreamer`) on a tiny GPT-2 whose
+checkpoint directory also holds a BPE tokenizer trained here; expected text comes from transformers'
+``generate`` + the same tokenizer in transformers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import isoform
+from isoform.cli import main
+from isoform.generation import TextStreamer
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TEXT = ["the cat sat on the mat", "a dog ran in the fog", "stop and go, then stop again", "one two three four",
+        "abcdef"] * 20  # transformers decodes every token after "abcdef" to find its text
+PROMPT = "the dog sat"
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """(directory, transformers model, transformers tokenizer): GPT-2 sized to a Metaspace BPE tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.train_from_iterator(TEXT, trainers.BpeTrainer(vocab_size=80, special_tokens=["<pad>", "<eos>", "<unk>"]))
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
+                                                  unk_token="<unk>")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(hf_tok), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                     pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    path = tmp_path_factory.mktemp("gpt2-with-tokenizer")
+    hf.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path, hf, hf_tok
+
+
+def hf_text(hf, hf_tok, **options) -> str:
+    ids = hf_tok(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **options)
+    return hf_tok.decode(out[0], skip_special_tokens=True)
+
+
+def test_run_streams_the_greedy_text(lm, backend, capsys):
+    path, hf, hf_tok = lm
+    assert main(["run", str(path), "--prompt", PROMPT, "--backend", backend, "--max-new-tokens", "12"]) == 0
+    assert capsys.readouterr().out == hf_text(hf, hf_tok, max_new_tokens=12) + "\n"
+
+
+def test_run_beam_search_and_sampling(lm, capsys):
+    path, hf, hf_tok = lm
+    assert main(["run", str(path), "--prompt", PROMPT, "--max-new-tokens", "6", "--num-beams", "3"]) == 0
+    assert capsys.readouterr().out == hf_text(hf, hf_tok, max_new_tokens=6, num_beams=3) + "\n"
+    sampled = ["run", str(path), "--prompt", PROMPT, "--max-new-tokens", "6", "--do-sample", "--top-k", "5",
+               "--temperature", "0.7", "--seed", "1"]
+    assert main(sampled) == 0
+    first = capsys.readouterr().out
+    assert main(sampled) == 0
+    assert capsys.readouterr().out == first and first.startswith(PROMPT.split()[0])
+
+
+def test_run_reports_bad_input(lm, capsys):
+    path, _, _ = lm
+    assert main(["run", str(path), "--prompt", PROMPT, "--max-new-tokens", "0"]) == 2
+    assert "max_new_tokens" in capsys.readouterr().err
+    assert main(["run", str(path), "--prompt", PROMPT, "--do-sample", "--top-p", "1.5"]) == 2
+    assert "top_p" in capsys.readouterr().err
+    assert main(["run", str(path), "--prompt", PROMPT, "--max-new-tokens", "70"]) == 2
+    assert "context window of 64" in capsys.readouterr().err
+
+
+def test_text_streamer_writes_increments(lm):
+    path, _, _ = lm
+    tok = isoform.Tokenizer.load(path)
+    model = isoform.Model.load(path, task="causal-lm")
+    ids = tok(PROMPT, return_tensors="np")["input_ids"]
+    chunks = []
+
+    class Sink(io.StringIO):
+        def write(self, s):
+            chunks.append(s)
+            return super().write(s)
+
+    sink = Sink()
+    out = model.generate(ids, max_new_tokens=8, streamer=TextStreamer(tok, ids[0], sink))
+    assert sink.getvalue() == tok.decode(out[0], skip_special_tokens=True) + "\n"
+    assert len([c for c in chunks if c]) > 3
+
+
+def test_stop_strings_match_transformers(lm, backend):
+    path, hf, hf_tok = lm
+    tok = isoform.Tokenizer.load(path)
+    model = isoform.Model.load(path, backend=backend, task="causal-lm")
+    ids = tok(PROMPT, return_tensors="np")["input_ids"]
+    free = hf_text(hf, hf_tok, max_new_tokens=12)[len(PROMPT):]
+    stop = free.strip()[2:4]  # a string the model does produce, ending inside a later token
+    assert stop.strip()
+    want = hf_tok(hf_text(hf, hf_tok, max_new_tokens=12, stop_strings=[stop], tokenizer=hf_tok),
+                  add_special_tokens=False)["input_ids"]
+    got = model.generate(ids, max_new_tokens=12, stop_strings=stop, tokenizer=tok)
+    assert tok.decode(got[0], skip_special_tokens=True) == hf_tok.decode(want, skip_special_tokens=True)
+    assert got.shape[1] < ids.shape[1] + 12
+    greedy = np.asarray(model.generate(ids, max_new_tokens=12))
+    np.testing.assert_array_equal(got[0], greedy[0, :got.shape[1]])

@@ -1,0 +1,71 @@
+"""The cached seq2seq decoder (encoder graph once, static self-attention cache, fixed cross cache)
+gives the logits of the uncached task graph at every step, on every backend and family; rows
+reorder and expand like beams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_seq2seq import BART, T5, hf_class, make_inputs
+
+import isoform
+from isoform.errors import ConfigError, InputError
+from isoform.generation.seq2seq import Seq2SeqDecoder
+
+pytest.importorskip("torch")
+
+FAMILIES = [("T5", dict(T5, feed_forward_proj="gated-gelu")), ("Bart", BART), ("MBart", BART), ("Pegasus", BART),
+            ("Marian", BART), ("Blenderbot", BART), ("BlenderbotSmall", BART), ("M2M100", BART)]
+
+
+def uncached(model, inputs, tokens: np.ndarray) -> np.ndarray:
+    start = np.full((tokens.shape[0], 1), model.arch.decoder_start_token_id)
+    dec = np.concatenate([start, tokens], axis=1)
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], decoder_input_ids=dec)
+    return out.numpy()["logits"][:, -1]
+
+
+@pytest.mark.parametrize(("cls", "config"), FAMILIES, ids=[f for f, _ in FAMILIES])
+def test_cached_steps_match_uncached(hf_checkpoint, backend, cls, config):
+    path, _ = hf_checkpoint(hf_class(cls, "seq2seq-lm"), **config)
+    model = isoform.Model.load(path, backend=backend, task="seq2seq-lm")
+    inputs = make_inputs(config)
+    tokens = np.random.default_rng(1).integers(3, config["vocab_size"], (2, 4))
+    dec = Seq2SeqDecoder(model)
+    got = [dec.prefill(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=5)]
+    got += [dec.step(tokens[:, t]) for t in range(tokens.shape[1])]
+    for t, logits in enumerate(got):
+        np.testing.assert_allclose(logits, uncached(model, inputs, tokens[:, :t]), atol=1e-4, rtol=0)
+
+
+def test_reorder_expands_and_permutes(hf_checkpoint, backend):
+    path, _ = hf_checkpoint(hf_class("T5", "seq2seq-lm"), **T5)
+    model = isoform.Model.load(path, backend=backend, task="seq2seq-lm")
+    inputs = make_inputs(T5)
+    tokens = np.array([[5, 6], [7, 8]])
+    dec = Seq2SeqDecoder(model)
+    dec.prefill(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=4)
+    dec.step(tokens[:, 0])
+    dec.reorder(np.array([1, 1, 0]))  # expand to 3 rows, swapped sources
+    got = dec.step(np.array([8, 9, 6]))
+    want = uncached(model, {k: v[[1, 0]] for k, v in inputs.items()}, np.array([[7, 8], [5, 6]]))
+    np.testing.assert_allclose(got[[0, 2]], want, atol=1e-4, rtol=0)
+    dec.reorder(np.array([2, 0, 1]))  # within sources: the cross cache is kept
+    assert dec.batch_size == 3
+
+
+def test_bad_input(hf_checkpoint, tmp_path):
+    path, _ = hf_checkpoint(hf_class("Bart", "seq2seq-lm"), **BART)
+    model = isoform.Model.load(path, task="seq2seq-lm")
+    dec = Seq2SeqDecoder(model)
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        dec.prefill(np.full((1, 41), 5), np.ones((1, 41), np.int64), max_new_tokens=3)
+    with pytest.raises(InputError, match="max_new_tokens is 40"):
+        dec.prefill(np.full((1, 4), 5), np.ones((1, 4), np.int64), max_new_tokens=40)
+    with pytest.raises(InputError, match="before prefill"):
+        dec.step(np.zeros(0, np.int64))
+    with pytest.raises(ConfigError, match="seq2seq-lm"):
+        Seq2SeqDecoder(isoform.Model.load(path))
+    t5_path, _ = hf_checkpoint(hf_class("T5", "seq2seq-lm"), **dict(T5, decoder_start_token_id=None))
+    with pytest.raises(ConfigError, match="'decoder_start_token_id'"):
+        Seq2SeqDecoder(isoform.Model.load(t5_path, task="seq2seq-lm"))

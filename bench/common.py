@@ -5,12 +5,28 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+CHECKPOINTS = Path(tempfile.gettempdir()) / "isoform-bench"
+
+
+def random_checkpoint(name: str, model_class: str, config_class: str, **config: Any) -> Path:
+    """A random-init (seed 0) `transformers` model saved with save_pretrained under the temp dir,
+    built on the first call and reused after."""
+    path = CHECKPOINTS / name
+    if not (path / "model.safetensors").exists():
+        import torch
+        import transformers
+
+        torch.manual_seed(0)
+        model = getattr(transformers, model_class)(getattr(transformers, config_class)(**config))
+        model.eval().save_pretrained(path)
+    return path
 
 
 def time_call(fn: Callable[[], Any], *, repeat: int = 7, min_time: float = 0.2) -> dict[str, float]:

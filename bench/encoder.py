@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,21 +36,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import RESULTS, first_call, table, time_call, write_results
+from bench.common import RESULTS, first_call, random_checkpoint, table, time_call, write_results
 
 SPEED_TARGET, BEST_TARGET, ORT_TARGET, LOAD_TARGET, RSS_TARGET, PARITY = 1.10, 0.80, 0.65, 1.0, 1.2, 1e-4
-CACHE = Path(tempfile.gettempdir()) / "isoform-bench" / "bert-base-f32"
-
-
-def bert_checkpoint(path: Path = CACHE) -> Path:
-    """A random-init bert-base `BertModel` (with pooler) saved with save_pretrained, built once."""
-    if not (path / "model.safetensors").exists():
-        import torch
-        import transformers
-
-        torch.manual_seed(0)
-        transformers.BertModel(transformers.BertConfig()).save_pretrained(path)
-    return path
 
 
 def make_inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -297,7 +284,7 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    ckpt = bert_checkpoint()
+    ckpt = random_checkpoint("bert-base-f32", "BertModel", "BertConfig")
     data: dict[str, Any] = {"model": "bert-base random init (BertConfig()), f32", "seq": args.seq,
                             "batches": args.batches, "backends": args.backends}
     if "speed" not in args.skip:

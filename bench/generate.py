@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,21 +31,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import RESULTS, first_call, table, write_results
+from bench.common import RESULTS, first_call, random_checkpoint, table, write_results
 
 TARGET, BEST_TARGET = 1.0, 2.0
-CACHE = Path(tempfile.gettempdir()) / "isoform-bench" / "gpt2-small-f32"
-
-
-def gpt2_checkpoint(path: Path = CACHE) -> Path:
-    """A random-init GPT-2 small `GPT2LMHeadModel` saved with save_pretrained, built once."""
-    if not (path / "model.safetensors").exists():
-        import torch
-        import transformers
-
-        torch.manual_seed(0)
-        transformers.GPT2LMHeadModel(transformers.GPT2Config()).save_pretrained(path)
-    return path
 
 
 def bandwidth(size: int = 512 * 2**20, repeat: int = 5) -> float:
@@ -153,7 +140,7 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    ckpt = gpt2_checkpoint()
+    ckpt = random_checkpoint("gpt2-small-f32", "GPT2LMHeadModel", "GPT2Config")
     ids = np.random.default_rng(0).integers(0, 50257, (1, args.prompt), dtype=np.int64)
     weights = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
     bw = bandwidth()

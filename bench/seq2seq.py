@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,22 +27,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.common import RESULTS, first_call, table, write_results
+from bench.common import RESULTS, first_call, random_checkpoint, table, write_results
 
 SPEED_TARGET, BEST_TARGET = 1.0, 2.0
-CACHE = Path(tempfile.gettempdir()) / "isoform-bench" / "t5-small-f32"
-
-
-def t5_checkpoint(path: Path = CACHE) -> Path:
-    """A random-init T5-small-shaped `T5ForConditionalGeneration`, saved once."""
-    if not (path / "model.safetensors").exists():
-        import torch
-        import transformers
-
-        torch.manual_seed(0)
-        config = transformers.T5Config(decoder_start_token_id=0)
-        transformers.T5ForConditionalGeneration(config).eval().save_pretrained(path)
-    return path
 
 
 def seconds(fn: Callable[[], Any], repeat: int) -> float:
@@ -87,7 +73,7 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    path = t5_checkpoint()
+    path = random_checkpoint("t5-small-f32", "T5ForConditionalGeneration", "T5Config", decoder_start_token_id=0)
     ids = np.random.default_rng(0).integers(2, 32000, (1, args.seq))
     hf = transformers.T5ForConditionalGeneration.from_pretrained(path).eval()
 

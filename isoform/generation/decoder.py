@@ -95,30 +95,15 @@ class Decoder:
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """Append one token per row ([batch] int64), return float32 numpy logits [batch, vocab]."""
-        if not self._end:
-            raise InputError("step called before prefill")
-        tokens = np.asarray(tokens)
-        if tokens.shape != (self.batch_size,) or tokens.dtype.kind not in "iu":
-            raise InputError(f"step takes one integer token per row, shape ({self.batch_size},); got "
-                             f"{tokens.dtype} of shape {tokens.shape}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise InputError(f"step tokens must be in [0, {self.vocab_size}) (vocab_size), got {tokens.min()}..{tokens.max()}")
-        if self._slot >= self._end:
-            raise InputError(f"the KV cache is full ({self._end} slots): prefill was told max_new_tokens for fewer steps")
-        logits = self._run(tokens.astype(np.int64).reshape(-1, 1), self._next.reshape(-1, 1), self._slot, self._cache)
+        tokens = check_step(tokens, self.batch_size, self.vocab_size, self._slot, self._end)
+        logits = self._run(tokens.reshape(-1, 1), self._next.reshape(-1, 1), self._slot, self._cache)
         self._next = self._next + 1
         return logits
 
     def reorder(self, index: np.ndarray) -> None:
         """Keep/reorder cache rows: row i of the new state is row index[i] of the old (batch size may
         change, e.g. np.repeat(np.arange(b), num_beams) to expand for beam search)."""
-        index = np.asarray(index)
-        if index.ndim != 1 or index.dtype.kind not in "iu" or not index.size:
-            raise InputError(f"reorder takes a non-empty 1-d integer index, got {index.dtype} of shape {index.shape}")
-        if index.min() < 0 or index.max() >= self.batch_size:
-            raise InputError(f"reorder index must be in [0, {self.batch_size}) (the batch size), "
-                             f"got {index.min()}..{index.max()}")
-        index = index.astype(np.int64)
+        index = check_reorder(index, self.batch_size)
         out = self._reorder(index=index, **self._cache)
         self._cache = {past: out[present] for present, past in self._present.items()}
         self._mask, self._next = self._mask[index], self._next[index]
@@ -144,6 +129,30 @@ class Decoder:
                              f"positions, more than this model's context length {self.context_length}")
         self.model.arch.check_inputs({"input_ids": ids, "attention_mask": mask}, "causal-lm")
         return ids.astype(np.int64), mask.astype(np.int64)
+
+
+def check_step(tokens: Any, batch: int, vocab: int, slot: int, end: int) -> np.ndarray:
+    """The tokens of one decoding step as int64 [batch], or InputError (also for a full or unfilled cache)."""
+    if not end:
+        raise InputError("step called before prefill")
+    tokens = np.asarray(tokens)
+    if tokens.shape != (batch,) or tokens.dtype.kind not in "iu":
+        raise InputError(f"step takes one integer token per row, shape ({batch},); got {tokens.dtype} of shape {tokens.shape}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
+        raise InputError(f"step tokens must be in [0, {vocab}) (vocab_size), got {tokens.min()}..{tokens.max()}")
+    if slot >= end:
+        raise InputError(f"the KV cache is full ({end} slots): prefill was told max_new_tokens for fewer steps")
+    return tokens.astype(np.int64)
+
+
+def check_reorder(index: Any, batch: int) -> np.ndarray:
+    """A reorder index as int64, or InputError naming what is wrong with it."""
+    index = np.asarray(index)
+    if index.ndim != 1 or index.dtype.kind not in "iu" or not index.size:
+        raise InputError(f"reorder takes a non-empty 1-d integer index, got {index.dtype} of shape {index.shape}")
+    if index.min() < 0 or index.max() >= batch:
+        raise InputError(f"reorder index must be in [0, {batch}) (the batch size), got {index.min()}..{index.max()}")
+    return index.astype(np.int64)
 
 
 def round_up(n: int, bucket: int | None) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 from ..architectures.seq2seq import EncoderDecoder
 from ..errors import ConfigError, InputError
 from ..layers.seq2seq import PAST, PRESENT
-from .decoder import reorder_graph, round_up
+from .decoder import check_reorder, check_step, reorder_graph, round_up
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -47,7 +47,7 @@ class Seq2SeqDecoder:
         self.vocab_size: int = arch.vocab_size
         self.start_token: int = arch.decoder_start_token_id
         self.backend = model.backend
-        if not getattr(self.backend, "static_shapes", False):
+        if not self.backend.static_shapes:
             self.source_bucket = None
         if self.backend.name == "numpy":
             self.cache_bucket = None
@@ -94,27 +94,13 @@ class Seq2SeqDecoder:
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """Append one token per row ([batch] int64), return float32 numpy logits [batch, vocab]."""
-        tokens = np.asarray(tokens)
-        if tokens.shape != (self.batch_size,) or tokens.dtype.kind not in "iu":
-            raise InputError(f"step takes one integer token per row, shape ({self.batch_size},); got "
-                             f"{tokens.dtype} of shape {tokens.shape}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise InputError(f"step tokens must be in [0, {self.vocab_size}) (vocab_size), got {tokens.min()}..{tokens.max()}")
-        if self._slot >= self._end:
-            raise InputError(f"the KV cache is full ({self._end} slots): prefill was told max_new_tokens for fewer steps"
-                             if self._end else "step called before prefill")
-        return self._run(tokens.astype(np.int64).reshape(-1, 1), self._slot)
+        tokens = check_step(tokens, self.batch_size, self.vocab_size, self._slot, self._end)
+        return self._run(tokens.reshape(-1, 1), self._slot)
 
     def reorder(self, index: np.ndarray) -> None:
         """Row i of the new state is row index[i] of the old (the batch may grow: beam expansion). The
         cross keys/values are gathered only when a row changes source (not when beams reorder)."""
-        index = np.asarray(index)
-        if index.ndim != 1 or index.dtype.kind not in "iu" or not index.size:
-            raise InputError(f"reorder takes a non-empty 1-d integer index, got {index.dtype} of shape {index.shape}")
-        if index.min() < 0 or index.max() >= self.batch_size:
-            raise InputError(f"reorder index must be in [0, {self.batch_size}) (the batch size), "
-                             f"got {index.min()}..{index.max()}")
-        index = index.astype(np.int64)
+        index = check_reorder(index, self.batch_size)
         out = self._reorder_past(index=index, **self._cache)
         self._cache = {n: out[PRESENT + n.removeprefix(PAST)] for n in self._past}
         rows = self._rows[index]

@@ -96,7 +96,7 @@ def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 KINDS: dict[str, Callable[[Any], Any]] = {
     "int": _int, "float": _float, "bool": _bool, "ints": _ints, "opt_ints": _opt_ints, "dims": _dims,
     "pads": _pads, "value": _value, "dtype": lambda v: as_dtype(v), "opt_float": _opt(_float),
-    "opt_int": _opt(_int), "str": _str,
+    "str": _str,
 }
 
 

@@ -12,8 +12,6 @@ from .. import dims as D
 from ..dtypes import DType
 from ..registry import TensorType
 
-HALF = (DType.f16, DType.bf16)
-
 
 def require(cond: bool, message: str) -> None:
     if not cond:

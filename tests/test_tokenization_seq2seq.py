@@ -1,4 +1,4 @@
-"""Seq2seq tokenizers (T5, mBART, Pegasus, Blenderbot, M2M100) against transformers' AutoTokenizer.
+"""Seq2seq tokenizers (T5, mBART, Pegasus, Blenderbot, M2M100, Marian) against transformers' AutoTokenizer.
 
 The format-independent checks of ``test_tokenization`` run here on this module's ``pair`` fixture;
 the tests below add targets (``text_target`` -> ``labels``) and language codes.
@@ -8,7 +8,7 @@ import json
 import warnings
 
 import pytest
-from conftest_tokenization import EDGE, _bpe, _spm, _write_json, build_t5
+from conftest_tokenization import CORPUS, EDGE, _bpe, _spm, _write_json, build_t5
 from test_tokenization import (  # noqa: F401  (collected here with this module's `pair`)
     same,
     test_batch_padding,
@@ -76,13 +76,50 @@ def build_m2m100(tmp):
     _write_json(tmp / "tokenizer_config.json", config)
 
 
+def build_marian(tmp):
+    """Source and target models trained on different text; vocab.json is their union, as Marian's."""
+    _spm(tmp, "source.spm", model_type="unigram")
+    (tmp / "corpus.txt").write_text("\n".join(TARGET_CORPUS), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(tmp / "corpus.txt"), model_prefix=str(tmp / "target"), vocab_size=200, hard_vocab_limit=False,
+        character_coverage=1.0, minloglevel=2, num_threads=1, model_type="unigram",
+    )  # fmt: skip
+    (tmp / "target.model").rename(tmp / "target.spm")
+    for name in ("corpus.txt", "target.vocab"):
+        (tmp / name).unlink()
+    pieces = {}
+    for name in ("source.spm", "target.spm"):
+        sp = spm.SentencePieceProcessor(model_file=str(tmp / name))
+        pieces.update(
+            {
+                sp.id_to_piece(i): 0
+                for i in range(sp.get_piece_size())
+                if not (sp.is_control(i) or sp.is_unknown(i))
+            }
+        )
+    tokens = ["</s>", "<unk>", *sorted(pieces), "<pad>"]
+    _write_json(tmp / "vocab.json", {t: i for i, t in enumerate(tokens)})
+    config = {
+        "tokenizer_class": "MarianTokenizer",
+        "source_lang": "en",
+        "target_lang": "de",
+        "model_max_length": 64,
+    }
+    _write_json(tmp / "tokenizer_config.json", config)
+
+
+# target text: other words and letters, so the two models' pieces differ
+TARGET_CORPUS = [s.upper().replace("E", "ß") for s in CORPUS[::3]] + ["Übersetzung zwölf Größe"] * 20
+
 BUILDERS = {
     "t5": build_t5,
     "mbart": build_mbart,
     "pegasus": build_pegasus,
     "blenderbot": build_blenderbot,
     "m2m100": build_m2m100,
+    "marian": build_marian,
 }
+SLOW = ("m2m100", "marian")  # slow tokenizers in transformers: no offsets, their own pair truncation
 
 
 @pytest.fixture(scope="session")
@@ -120,17 +157,18 @@ class WithoutOffsets:
 
 @pytest.fixture(params=list(BUILDERS))
 def pair(request, seq2seq_dirs):
-    if request.param == "m2m100" and request.function.__name__ == "test_pairs_truncation":
+    if request.param in SLOW and request.function.__name__ == "test_pairs_truncation":
         pytest.skip(
-            "transformers' slow M2M100 gives pairs misaligned token_type_ids and never refuses to truncate"
+            "transformers' slow M2M100 / Marian truncate pairs their own way (misaligned token_type_ids, "
+            "never refusing)"
         )
-    if request.param == "m2m100" and request.function.__name__ == "test_save_roundtrip":
+    if request.param in SLOW and request.function.__name__ == "test_save_roundtrip":
         pytest.skip(
-            "saving M2M100 writes tokenizer.json only; transformers' M2M100Tokenizer needs vocab.json + .model"
+            "saving writes tokenizer.json only; transformers' slow class needs its vocab.json + .spm files"
         )
     path = seq2seq_dirs[request.param]
     mine = Tokenizer.load(path)
-    return WithoutOffsets(mine) if request.param == "m2m100" else mine, reference(path), path
+    return WithoutOffsets(mine) if request.param in SLOW else mine, reference(path), path
 
 
 def test_text_target_labels(pair):
@@ -196,10 +234,48 @@ def test_m2m100_needs_every_piece_in_vocab(seq2seq_dirs, tmp_path):
         Tokenizer.load(tmp_path)
 
 
+MARIAN_TEXTS = [
+    "Übersetzung zwölf Größe",  # target-only letters: unknown runs on the source side
+    "À la carte, É",  # a run the source model lacks whose text is a target piece
+    "cafe\u0301 A\u030a ÀÉÎÕÜ 我",  # composed by the normalizer; fused unknown runs
+    "x</s>y <pad> z <unk> hello",
+]
+
+
+def test_marian_sides(seq2seq_dirs):
+    """Inputs use source.spm, labels target.spm (different pieces), ids from the shared vocab.json."""
+    path = seq2seq_dirs["marian"]
+    mine, ref = Tokenizer.load(path), reference(path)
+    texts = [*MARIAN_TEXTS, *EDGE]
+    got, want = mine(texts, text_target=texts), ref(texts, text_target=texts)
+    assert got["input_ids"] != got["labels"]  # the two models segment differently
+    same(got, want, "marian")
+    for kwargs in (dict(), dict(padding="max_length", max_length=20, truncation=True, return_tensors="np")):
+        same(mine(text_target=texts, **kwargs), ref(text_target=texts, **kwargs), "targets")
+    for ids in [*want["input_ids"], *want["labels"]]:
+        for skip in (False, True):
+            assert mine.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
+
+
+def test_marian_vocab_must_cover_pieces(seq2seq_dirs, tmp_path):
+    src = seq2seq_dirs["marian"]
+    for name in ("source.spm", "target.spm", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((src / name).read_bytes())
+    vocab = json.loads((src / "vocab.json").read_text())
+    _write_json(tmp_path / "vocab.json", {t: i for i, t in enumerate(list(vocab)[:-5] + ["<pad>"])})
+    with pytest.raises(TokenizerError, match=r"not in vocab\.json"):
+        Tokenizer.load(tmp_path)
+    (tmp_path / "vocab.json").write_bytes((src / "vocab.json").read_bytes())
+    with pytest.raises(TokenizerError, match="two SentencePiece sides"):
+        Tokenizer.load(tmp_path).save(tmp_path / "saved")
+    (tmp_path / "target.spm").unlink()
+    with pytest.raises(TokenizerError, match=r"needs target\.spm"):
+        Tokenizer.load(tmp_path)
+
+
 @pytest.mark.parametrize(
     "cls, files",
     [
-        ("MarianTokenizer", ["source.spm", "target.spm"]),
         ("MBart50Tokenizer", ["sentencepiece.bpe.model"]),
         ("BlenderbotSmallTokenizer", ["sentencepiece.bpe.model"]),
     ],

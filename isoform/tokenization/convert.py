@@ -105,7 +105,7 @@ def attach_post_processor(
             trim_offsets=bool(options.get("trim_offsets", True)),
             add_prefix_space=bool(options.get("add_prefix_space", False)),
         )
-    elif family in ("t5", "pegasus"):
+    elif family in ("t5", "pegasus", "marian"):
         eos = special.get("eos_token", "</s>")
         pair = ["$A", eos, "$B", eos] if family == "t5" else ["$A", "$B", eos]
         tok.post_processor = processors.TemplateProcessing(

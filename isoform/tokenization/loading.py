@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +18,13 @@ from tokenizers import AddedToken
 from tokenizers import Tokenizer as Backend
 
 from isoform.errors import TokenizerError
-from isoform.tokenization import convert
+from isoform.tokenization import convert, marian
 from isoform.tokenization.languages import M2M100_LANGUAGES, MBART_LANGUAGES, Languages, frame, languages_for
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 VERY_LARGE_INTEGER = int(1e30)
 SPM_FILES = ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
-LOOKED_FOR = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt", *SPM_FILES)
+LOOKED_FOR = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt", *SPM_FILES, "source.spm")
 
 _BERT = {
     "unk_token": "[UNK]",
@@ -61,6 +62,7 @@ DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
         "pad_token": "<pad>",
         "unk_token": "<unk>",
     },
+    "marian": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     "generic": {},
 }
 # tokenizer_class (without "Tokenizer"/"TokenizerFast") or model_type -> family
@@ -69,13 +71,13 @@ FAMILY_OF = {
     "bart": "roberta", "t5": "t5", "mt5": "t5", "albert": "albert", "xlmroberta": "xlm-roberta",
     "xlm-roberta": "xlm-roberta", "camembert": "camembert", "llama": "llama", "mistral": "llama",
     "mbart": "mbart", "pegasus": "pegasus", "blenderbot": "blenderbot", "m2m100": "m2m100", "m2m_100": "m2m100",
+    "marian": "marian",
 }  # fmt: skip
 # families whose own format isoform does not read (a tokenizer.json next to it still works)
 UNSUPPORTED = {
-    "marian": "Marian (source.spm + target.spm + vocab.json)",
     "mbart50": "mBART-50", "blenderbotsmall": "BlenderbotSmall", "blenderbot-small": "BlenderbotSmall",
 }  # fmt: skip
-FILE_FAMILY = {"vocab.txt": "bert", "vocab.json": "gpt2", "spiece.model": "t5"}
+FILE_FAMILY = {"vocab.txt": "bert", "vocab.json": "gpt2", "spiece.model": "t5", "source.spm": "marian"}
 FILE_FAMILY.update({"sentencepiece.bpe.model": "xlm-roberta", "tokenizer.model": "llama"})
 WITH_TYPES = ["input_ids", "token_type_ids", "attention_mask"]
 WITHOUT_TYPES = ["input_ids", "attention_mask"]
@@ -97,6 +99,9 @@ class TokenizerSpec:
     clean_up_tokenization_spaces: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the tokenizer_config.json that was read
     languages: Languages | None = None  # mBART / M2M100 language codes
+    target_backend: Backend | None = None  # Marian: the target side's pipeline (``as_target``)
+    decode_pieces: Callable[[list[str]], str] | None = None  # Marian: the source model's decode_pieces
+    unknown_runs: dict[str, Any] = field(default_factory=dict)  # Marian: side -> marian.UnknownRuns
 
 
 def read_json(path: pathlib.Path) -> Any:
@@ -173,16 +178,22 @@ def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) 
     languages = languages_for(family, options)
 
     backend, spm_special = _build_backend(directory, found, family, options, special)
-    extra = _add_tokens(backend, directory, config, special_map, special, family, spm_special, options)
-    if found != "tokenizer.json":
-        convert.attach_post_processor(backend, family, special, options)
+    target, runs = None, {}
+    if found == "source.spm":  # Marian: the target side gets its own pipeline
+        runs = {"source": spm_special}
+        target, runs["target"] = marian.side_backend(directory, "target", options, special)
+        spm_special = []
+    for tok in (backend, target) if target is not None else (backend,):
+        extra = _add_tokens(tok, directory, config, special_map, special, family, spm_special, options)
+        if found != "tokenizer.json":
+            convert.attach_post_processor(tok, family, special, options)
+        tok.no_padding()
+        tok.no_truncation()
+        tok.encode_special_tokens = bool(config.get("split_special_tokens", False))
     if languages is not None:
         frame(backend, languages, languages.src_lang, special.get("eos_token", "</s>"))
-    backend.no_padding()
-    backend.no_truncation()
-    backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
 
-    max_len = config.get("model_max_length")
+    max_len = config.get("model_max_length", 512 if family == "marian" else None)
     names = config.get("model_input_names")
     if names is None:
         names = WITH_TYPES if family == "bert" and cls != "DistilBertTokenizer" else WITHOUT_TYPES
@@ -201,6 +212,9 @@ def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) 
         clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
         config=config,
         languages=languages,
+        target_backend=target,
+        unknown_runs=runs,
+        decode_pieces=marian.piece_decoder(directory) if target is not None else None,
     )
 
 
@@ -224,7 +238,7 @@ def _find_format(directory: pathlib.Path) -> str:
         if (directory / name).is_file():
             return name
     if (directory / "source.spm").is_file():
-        raise TokenizerError(f"{UNSUPPORTED['marian']} tokenizers are not supported yet ({directory})")
+        return "source.spm"
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     raise TokenizerError(
         f"no tokenizer files in {directory}: looked for {', '.join(LOOKED_FOR)}; "
@@ -234,7 +248,8 @@ def _find_format(directory: pathlib.Path) -> str:
 
 def _build_backend(
     directory: pathlib.Path, found: str, family: str, options: dict[str, Any], special: dict[str, str]
-) -> tuple[Backend, list[AddedToken]]:
+) -> tuple[Backend, Any]:
+    """The backend and what comes with it: SentencePiece control pieces, or Marian's ``UnknownRuns``."""
     path = directory / found
     if found == "tokenizer.json":
         try:
@@ -246,6 +261,8 @@ def _build_backend(
     if found == "vocab.json":
         vocab, merges = convert.read_bpe_files(path, directory / "merges.txt")
         return convert.byte_level_bpe(vocab, merges, options), []
+    if found == "source.spm":
+        return marian.side_backend(directory, "source", options, special)
     proto = convert.read_spm(path)
     if family == "m2m100":
         vocab = _optional_json(directory / "vocab.json")

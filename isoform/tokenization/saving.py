@@ -19,6 +19,11 @@ _CLASS = {"generic": "TokenizersBackend"}
 
 def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathlib.Path:
     """Save ``tok`` to ``directory`` (created if needed) and return the directory."""
+    if spec.target_backend is not None:
+        raise TokenizerError(
+            "a Marian tokenizer has two SentencePiece sides and cannot be written as one tokenizer.json; "
+            "copy its source.spm, target.spm, vocab.json and tokenizer_config.json instead"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:

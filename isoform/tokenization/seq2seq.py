@@ -95,7 +95,14 @@ class Seq2SeqMixin:
     @contextlib.contextmanager
     def as_target(self) -> Iterator[Seq2SeqMixin]:
         """Within the block, encode target text (``labels``): framed with ``tgt_lang`` where there is one."""
-        languages = self._spec.languages
+        languages, target = self._spec.languages, self._spec.target_backend
+        if target is not None:  # Marian: the target SentencePiece model
+            source, self.backend, self._settings = self.backend, target, None
+            try:
+                yield self
+            finally:
+                self.backend, self._settings = source, None
+            return
         if languages is None:
             yield self
             return
@@ -106,14 +113,18 @@ class Seq2SeqMixin:
             self._frame(languages.src_lang)
 
 
-def slow_decode(tokens: list[str], special: set[str], decode_run: Callable[[list[str]], str]) -> str:
+def slow_decode(
+    tokens: list[str], special: set[str], decode_run: Callable[[list[str]], str], marian: bool = False
+) -> str:
     """transformers' SentencePiece ``convert_tokens_to_string`` (M2M100): special tokens verbatim, each
-    run of pieces between them decoded on its own, the whole stripped."""
+    run of pieces between them decoded on its own, the whole stripped. Marian's also puts a space after
+    each special token and turns any ``▁`` left into a space."""
     out, run = "", []
     for token in tokens:
         if token in special:
-            out += decode_run(run) + token
+            out += decode_run(run) + token + (" " if marian else "")
             run = []
         else:
             run.append(token)
-    return (out + decode_run(run)).strip()
+    out += decode_run(run)
+    return (out.replace("\u2581", " ") if marian else out).strip()

@@ -103,10 +103,16 @@ class Tokenizer(Seq2SeqMixin):
         special = set(self.all_special_ids) if skip_special_tokens else set()
         return [self.backend.id_to_token(i) for i in _ints(ids) if i not in special]
 
+    def _unknown_runs(self) -> Any:
+        """Marian: the current side's ``UnknownRuns`` (None for other tokenizers)."""
+        return self._spec.unknown_runs.get(
+            "target" if self.backend is self._spec.target_backend else "source"
+        )
+
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        return self.backend.encode(
-            _check_text(text), _check_text(pair), add_special_tokens=add_special_tokens
-        ).tokens
+        enc = self.backend.encode(_check_text(text), _check_text(pair), add_special_tokens=add_special_tokens)
+        runs = self._unknown_runs()
+        return enc.tokens if runs is None else runs.tokens(enc, text if pair is None else (text, pair))
 
     # ----- encoding -------------------------------------------------------------------------------
     def _encode(
@@ -155,12 +161,20 @@ class Tokenizer(Seq2SeqMixin):
                 rows.extend(enc.overflowing)
                 mapping.extend([i] * len(enc.overflowing))
         data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
+        runs = self._unknown_runs()
+        if runs is not None:  # Marian: unknown runs that are vocab.json entries
+            data["input_ids"] = [runs.ids(e, inputs[m], is_split_into_words) for e, m in zip(rows, mapping)]
         if return_token_type_ids:
             data["token_type_ids"] = [e.type_ids for e in rows]
         if return_attention_mask:
             data["attention_mask"] = [e.attention_mask for e in rows]
         if return_special_tokens_mask:
             data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
+            if (
+                runs is not None and add_special_tokens
+            ):  # MarianTokenizer marks its specials anywhere but <unk>
+                marked = set(self.all_special_ids) - {self.unk_token_id}
+                data["special_tokens_mask"] = [[int(i in marked) for i in ids] for ids in data["input_ids"]]
         if return_offsets_mapping:
             data["offset_mapping"] = [e.offsets for e in rows]
         if return_length:
@@ -263,9 +277,10 @@ class Tokenizer(Seq2SeqMixin):
         self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
     ) -> str:
         """Text of one sequence of ids (list, numpy array or framework tensor)."""
-        if self._spec.family == "m2m100":  # a slow tokenizer in transformers: decodes runs between specials
+        if self._spec.family in ("m2m100", "marian"):  # slow in transformers: decode runs between specials
             tokens = self.convert_ids_to_tokens(_ints(ids), skip_special_tokens=skip_special_tokens)
-            text = slow_decode(tokens, set(self.all_special_tokens), self.backend.decoder.decode)
+            run = self._spec.decode_pieces or self.backend.decoder.decode
+            text = slow_decode(tokens, set(self.all_special_tokens), run, self._spec.family == "marian")
         else:
             text = self.backend.decode(_ints(ids), skip_special_tokens=skip_special_tokens)
         if clean_up_tokenization_spaces is None:

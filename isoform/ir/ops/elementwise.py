@@ -12,19 +12,13 @@ builder); comparisons give bool. Shape rule: NumPy broadcasting.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from scipy.special import erf as _erf  # exact to double precision; NumPy has no erf
 
 from .. import dims as D
 from ..dtypes import DType
 from ..registry import Attr, OpDef, TensorType, register
 from ._common import as_np, broadcast, float_dtype, in_f32, require, same_dtype
-
-try:  # scipy's erf is exact to double precision; math.erf is the fallback
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover
-    _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _unary(name: str, ref, *, floats: bool = True, doc: str = "") -> None:

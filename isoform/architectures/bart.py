@@ -63,9 +63,7 @@ class BartConfig(ArchConfig):
     @model_validator(mode="after")
     def _consistent(self) -> BartConfig:
         for side in ("encoder", "decoder"):
-            heads = getattr(self, f"{side}_attention_heads")
-            if self.d_model % heads:
-                raise ValueError(f"d_model ({self.d_model}) must be a multiple of {side}_attention_heads ({heads})")
+            self.require_multiple("d_model", f"{side}_attention_heads")
         return self
 
 

@@ -74,6 +74,12 @@ class ArchConfig(BaseModel):
         """The config as ``config.json`` data (declared and unknown keys)."""
         return self.model_dump(mode="json")
 
+    def require_multiple(self, size: str, heads: str) -> None:
+        """Validator body: ValueError naming both keys unless key ``size`` is a multiple of key ``heads``."""
+        a, b = getattr(self, size), getattr(self, heads)
+        if a % b:
+            raise ValueError(f"{size} ({a}) must be a multiple of {heads} ({b})")
+
 
 def known_activation(name: str | None) -> str | None:
     """Validator body for ``hidden_act``-like keys: a name of `isoform.layers.ACTIVATIONS` (or None)."""

@@ -52,9 +52,7 @@ class BertConfig(ArchConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> BertConfig:
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of "
-                             f"num_attention_heads ({self.num_attention_heads})")
+        self.require_multiple("hidden_size", "num_attention_heads")
         if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
             raise ValueError(f"pad_token_id ({self.pad_token_id}) must be < vocab_size ({self.vocab_size})")
         if self.extra("add_cross_attention"):

@@ -47,8 +47,7 @@ class DistilBertConfig(ArchConfig):
 
     @model_validator(mode="after")
     def _heads_divide(self) -> DistilBertConfig:
-        if self.dim % self.n_heads:
-            raise ValueError(f"dim ({self.dim}) must be a multiple of n_heads ({self.n_heads})")
+        self.require_multiple("dim", "n_heads")
         return self
 
 

@@ -33,8 +33,7 @@ class OpenAIGPTConfig(DecoderConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> OpenAIGPTConfig:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        self.require_multiple("n_embd", "n_head")
         return self
 
 

@@ -43,8 +43,7 @@ class GPT2Config(DecoderConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> GPT2Config:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        self.require_multiple("n_embd", "n_head")
         if self.add_cross_attention:
             raise ValueError("add_cross_attention=True (GPT-2 as the decoder of an encoder-decoder) is not supported")
         return self

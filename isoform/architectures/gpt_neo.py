@@ -46,8 +46,7 @@ class GPTNeoConfig(DecoderConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> GPTNeoConfig:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        self.require_multiple("hidden_size", "num_heads")
         if len(self.attention_layers) != self.num_layers:
             raise ValueError(f"attention_types describe {len(self.attention_layers)} layers, num_layers is {self.num_layers}")
         return self

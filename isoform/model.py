@@ -157,7 +157,8 @@ class Model:
 
         Options (transformers' names and defaults, over the checkpoint's ``generation_config.json``; see
         `isoform.generation.GenerationConfig`): ``max_new_tokens``, ``min_new_tokens``, ``do_sample``,
-        ``temperature``, ``top_k``, ``top_p``, ``num_beams``, ``length_penalty``, ``early_stopping``,
+        ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``typical_p``, ``epsilon_cutoff``, ``eta_cutoff``,
+        ``num_beams``, ``length_penalty``, ``early_stopping``,
         ``num_return_sequences``, ``repetition_penalty``, ``no_repeat_ngram_size``, ``eos_token_id``,
         ``pad_token_id``, ``stop_strings`` (with ``tokenizer=``). ``seed``: sampling seed (NumPy RNG on the
         host; same seed, same tokens on a backend). ``stream=True`` returns a generator of the new token of

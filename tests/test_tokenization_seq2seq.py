@@ -1,20 +1,37 @@
-"""Seq2seq tokenizers (T5, mBART, Pegasus, Blenderbot, M2M100, Marian) against transformers' AutoTokenizer.
+"""Seq2seq tokenizers (T5, mT5, BART, mBART, Pegasus, Marian, Blenderbot, BlenderbotSmall, M2M100)
+against transformers' AutoTokenizer.
 
-The format-independent checks of ``test_tokenization`` run here on this module's ``pair`` fixture;
-the tests below add targets (``text_target`` -> ``labels``) and language codes.
+The format-independent checks of ``test_tokenization`` run here on this module's ``pair`` fixture
+(each directory also as transformers' ``save_pretrained`` writes it, ``-saved``); the tests below add
+targets (``text_target`` -> ``labels``) and language codes.
 """
 
 import json
-import warnings
 
 import pytest
-from conftest_tokenization import CORPUS, EDGE, _bpe, _spm, _write_json, build_t5
+from conftest_tokenization import (
+    CORPUS,
+    EDGE,
+    SAVED,
+    FixtureDirs,
+    _bpe,
+    _spm,
+    _write_json,
+    build_bart,
+    build_mt5,
+    build_t5,
+)
 from test_tokenization import (  # noqa: F401  (collected here with this module's `pair`)
+    padded,
+    reference,
     same,
     test_batch_padding,
     test_batch_unpadded,
     test_decode,
+    test_overflow_windows,
+    test_pairs_overflow,
     test_pairs_truncation,
+    test_return_tensors,
     test_save_roundtrip,
     test_single_texts,
     test_split_into_words,
@@ -53,6 +70,35 @@ def build_blenderbot(tmp):
     _bpe(tmp, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     _write_json(
         tmp / "tokenizer_config.json", {"tokenizer_class": "BlenderbotTokenizer", "model_max_length": 64}
+    )
+
+
+def build_blenderbot_small(tmp):
+    """As facebook/blenderbot_small-90M: lowercased BPE whose non-final pieces end in ``@@``."""
+    from tokenizers import Tokenizer as Backend
+    from tokenizers import models, normalizers, pre_tokenizers, trainers
+
+    tok = Backend(models.BPE(unk_token="__unk__", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Split("'", "isolated"),
+            pre_tokenizers.Punctuation(),
+        ]
+    )
+    special = ["__null__", "__start__", "__end__", "__unk__", "__newln__"]
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=special, end_of_word_suffix="</w>")
+    tok.train_from_iterator(CORPUS, trainer)
+    data = json.loads(tok.to_str())["model"]
+    vocab = {t if t in special else t.removesuffix("</w>") if t.endswith("</w>") else t + "@@": i
+             for t, i in data["vocab"].items()}  # fmt: skip
+    _write_json(tmp / "vocab.json", vocab)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in data["merges"]]
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _write_json(tmp / "config.json", {"model_type": "blenderbot-small"})
+    _write_json(
+        tmp / "tokenizer_config.json", {"tokenizer_class": "BlenderbotSmallTokenizer", "model_max_length": 64}
     )
 
 
@@ -113,28 +159,52 @@ TARGET_CORPUS = [s.upper().replace("E", "ß") for s in CORPUS[::3]] + ["Überset
 
 BUILDERS = {
     "t5": build_t5,
+    "mt5": build_mt5,
+    "bart": build_bart,
     "mbart": build_mbart,
     "pegasus": build_pegasus,
     "blenderbot": build_blenderbot,
+    "blenderbot-small": build_blenderbot_small,
     "m2m100": build_m2m100,
     "marian": build_marian,
 }
-SLOW = ("m2m100", "marian")  # slow tokenizers in transformers: no offsets, their own pair truncation
+NAMES = [*BUILDERS, *(n + SAVED for n in BUILDERS)]
+SLOW = ("m2m100", "marian")  # slow (Python) tokenizers in transformers: no offsets, their own truncation
+# Known differences: xfail(strict=True) with the reason. BlenderbotSmall fails every test (not read);
+# the slow classes fail these tests (a strategy list: only with those truncation strategies).
+UNREAD = {
+    "blenderbot-small": "isoform does not read BlenderbotSmall's own vocab.json + merges.txt (lowercased BPE "
+    "with '@@' continuation pieces; transformers has only a slow class for it)",
+    "blenderbot-small" + SAVED: "transformers' save_pretrained writes BlenderbotSmall's own vocab.json + "
+    "merges.txt, which isoform does not read",
+}
+SLOW_LIMITS = {
+    "test_pairs_truncation": (
+        ["only_first", "only_second"],
+        "transformers' slow M2M100 / Marian never refuse a pair they cannot cut: they log an error and return "
+        "it untruncated, where isoform raises TokenizerError as the fast classes do",
+    ),
+    "test_pairs_overflow": (
+        None,
+        "transformers' slow M2M100 / Marian return no overflow windows for pairs with longest_first "
+        "(ValueError) and no overflow_to_sample_mapping for a single pair",
+    ),
+    "test_overflow_windows": (
+        None,
+        "transformers' slow M2M100 / Marian cannot return the overflow windows of a batch (BatchEncoding: "
+        "'different batch size')",
+    ),
+    "test_save_roundtrip": (
+        None,
+        "isoform saves one tokenizer.json: transformers' slow M2M100Tokenizer cannot load it without vocab.json "
+        "and the .spm model (TypeError), and a Marian tokenizer's two sides do not fit in one (TokenizerError)",
+    ),
+}
 
 
 @pytest.fixture(scope="session")
 def seq2seq_dirs(tmp_path_factory):
-    dirs = {}
-    for name, build in BUILDERS.items():
-        dirs[name] = tmp_path_factory.mktemp(f"tok-s2s-{name}")
-        build(dirs[name])
-    return dirs
-
-
-def reference(path, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)
+    return FixtureDirs(BUILDERS, tmp_path_factory, "tok-s2s")
 
 
 class WithoutOffsets:
@@ -155,20 +225,24 @@ class WithoutOffsets:
         return getattr(self.tok, name)
 
 
-@pytest.fixture(params=list(BUILDERS))
+def _param(name):
+    """``name`` as a fixture parameter: xfail(strict=True) in every test when isoform cannot read it."""
+    if name not in UNREAD:
+        return name
+    return pytest.param(
+        name, marks=pytest.mark.xfail(strict=True, raises=TokenizerError, reason=UNREAD[name])
+    )
+
+
+@pytest.fixture(params=[_param(n) for n in NAMES])
 def pair(request, seq2seq_dirs):
-    if request.param in SLOW and request.function.__name__ == "test_pairs_truncation":
-        pytest.skip(
-            "transformers' slow M2M100 / Marian truncate pairs their own way (misaligned token_type_ids, "
-            "never refusing)"
-        )
-    if request.param in SLOW and request.function.__name__ == "test_save_roundtrip":
-        pytest.skip(
-            "saving writes tokenizer.json only; transformers' slow class needs its vocab.json + .spm files"
-        )
+    slow = request.param.removesuffix(SAVED) in SLOW
+    strategies, reason = SLOW_LIMITS.get(request.function.__name__, (None, None)) if slow else (None, None)
+    if reason is not None and (strategies is None or request.node.callspec.params["strategy"] in strategies):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     path = seq2seq_dirs[request.param]
     mine = Tokenizer.load(path)
-    return WithoutOffsets(mine) if request.param in SLOW else mine, reference(path), path
+    return WithoutOffsets(mine) if slow else mine, reference(path), path
 
 
 def test_text_target_labels(pair):

@@ -22,8 +22,9 @@ from ..errors import ConfigError, InputError
 #: transformers' ``GenerationConfig._get_default_generation_params`` for the options isoform implements.
 DEFAULTS: dict[str, Any] = {
     "max_length": 20, "min_length": 0, "do_sample": False, "early_stopping": False, "num_beams": 1,
-    "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0, "length_penalty": 1.0,
-    "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "num_return_sequences": 1,
+    "temperature": 1.0, "top_k": 50, "top_p": 1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+    "num_return_sequences": 1,
 }
 
 #: The value of each default option that disables it (what transformers does with ``None``).
@@ -32,8 +33,7 @@ OFF: dict[str, Any] = {**DEFAULTS, "top_k": 0}
 #: transformers options isoform does not implement, with the values under which they do nothing.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "num_beam_groups": (None, 1), "diversity_penalty": (None, 0.0), "penalty_alpha": (None, 0.0),
-    "typical_p": (None, 1.0), "min_p": (None,), "top_h": (None,), "epsilon_cutoff": (None, 0.0),
-    "eta_cutoff": (None, 0.0), "bad_words_ids": (None, []), "force_words_ids": (None, []), "constraints": (None, []),
+    "top_h": (None,), "bad_words_ids": (None, []), "force_words_ids": (None, []), "constraints": (None, []),
     "sequence_bias": (None, {}), "suppress_tokens": (None, []), "begin_suppress_tokens": (None, []),
     "exponential_decay_length_penalty": (None,), "guidance_scale": (None, 1.0), "encoder_repetition_penalty": (None, 1.0),
     "renormalize_logits": (None, False), "max_time": (None,),
@@ -59,6 +59,11 @@ class GenerationConfig(BaseModel):
     temperature: float | None = None
     top_k: StrictInt | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
+    # the ranges transformers' warpers accept (1.0 / 0.0 = off, as transformers; min_p: None = off)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    typical_p: float | None = Field(None, gt=0.0, le=1.0)
+    epsilon_cutoff: float | None = Field(None, ge=0.0, lt=1.0)
+    eta_cutoff: float | None = Field(None, ge=0.0, lt=1.0)
     num_beams: StrictInt | None = Field(None, ge=1)
     length_penalty: float | None = None
     early_stopping: StrictBool | Literal["never"] | None = None

@@ -113,6 +113,67 @@ def top_p(p: float, keep: int = 1) -> Processor:
     return apply
 
 
+def min_p(p: float, keep: int = 1) -> Processor:
+    """Drop the tokens less likely than ``p`` times the most likely one (keep the ``keep`` likeliest)."""
+    def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        probs = softmax(scores)
+        remove = probs < np.float32(p) * probs.max(-1, keepdims=True)
+        best = np.argsort(-probs, axis=-1, kind="stable")[:, :min(keep, probs.shape[-1])]
+        np.put_along_axis(remove, best, False, axis=-1)
+        return np.where(remove, NEG_INF, scores)
+    return apply
+
+
+def typical_p(mass: float, keep: int = 1) -> Processor:
+    """Locally typical sampling: keep the tokens whose surprisal is closest to the entropy, up to
+    probability ``mass`` (at least ``keep``)."""
+    def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        normalized = log_softmax(scores)
+        p = np.exp(normalized)
+        with np.errstate(invalid="ignore"):  # -inf * 0: nan, skipped as torch's nansum does
+            entropy = -np.nansum(normalized * p, axis=-1, keepdims=True)
+        shifted = np.abs(-normalized - entropy)
+        order = np.argsort(shifted, axis=-1, kind="stable")
+        ranked = np.take_along_axis(shifted, order, axis=-1)
+        cumulative = np.cumsum(softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1, dtype=np.float32)
+        last = np.minimum((cumulative < np.float32(mass)).sum(-1), scores.shape[-1] - 1)
+        drop = ranked > np.take_along_axis(ranked, last[:, None], axis=-1)
+        drop[:, :keep] = False
+        remove = np.empty_like(drop)
+        np.put_along_axis(remove, order, drop, axis=-1)
+        return np.where(remove, NEG_INF, scores)
+    return apply
+
+
+def epsilon_cutoff(epsilon: float, keep: int = 1) -> Processor:
+    """Drop the tokens with probability below ``epsilon`` (keep the ``keep`` best scores)."""
+    def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return _cut(scores, softmax(scores) < np.float32(epsilon), keep)
+    return apply
+
+
+def eta_cutoff(epsilon: float, keep: int = 1) -> Processor:
+    """Eta sampling: drop the tokens with probability below ``min(epsilon, sqrt(epsilon) * exp(-entropy))``
+    (keep the ``keep`` best scores)."""
+    eps = np.float32(epsilon)
+
+    def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        normalized = log_softmax(scores)
+        probs = softmax(scores)
+        # torch's Categorical(logits=scores).entropy(): log-probs clamped to the float32 minimum
+        entropy = -(np.maximum(normalized, np.finfo(np.float32).min) * np.exp(normalized)).sum(-1, keepdims=True)
+        eta = np.minimum(eps, np.sqrt(eps) * np.exp(-entropy))
+        return _cut(scores, probs < eta, keep)
+    return apply
+
+
+def _cut(scores: np.ndarray, remove: np.ndarray, keep: int) -> np.ndarray:
+    """``-inf`` where ``remove``, except the scores >= the ``keep``-th best (transformers' epsilon/eta)."""
+    n = min(keep, scores.shape[-1])
+    kth = -np.partition(-scores, n - 1, axis=-1)[:, n - 1:n]
+    return np.where(remove & (scores < kth), NEG_INF, scores)
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -137,7 +198,8 @@ def build(config: GenerationConfig, prompt_length: int, max_length: int, ignore:
         out.append(no_repeat_ngram(c.no_repeat_ngram_size))
     if c.encoder_no_repeat_ngram_size:
         out.append(encoder_no_repeat_ngram(c.encoder_no_repeat_ngram_size, encoder_ids))
-    least = max(c.min_length, prompt_length + (c.min_new_tokens or 0))
+    # transformers: min_new_tokens, when set, replaces min_length (prompt + min_new_tokens)
+    least = c.min_length if c.min_new_tokens is None else prompt_length + c.min_new_tokens
     if eos and least > prompt_length:
         out.append(min_length(least, eos))
     if c.forced_bos_token_id is not None:
@@ -153,6 +215,14 @@ def build(config: GenerationConfig, prompt_length: int, max_length: int, ignore:
             out.append(top_k(c.top_k, keep))
         if c.top_p < 1.0:
             out.append(top_p(c.top_p, keep))
+        if c.min_p is not None:
+            out.append(min_p(c.min_p, keep))
+        if c.typical_p < 1.0:
+            out.append(typical_p(c.typical_p, keep))
+        if 0.0 < c.epsilon_cutoff < 1.0:
+            out.append(epsilon_cutoff(c.epsilon_cutoff, keep))
+        if 0.0 < c.eta_cutoff < 1.0:
+            out.append(eta_cutoff(c.eta_cutoff, keep))
     return out
 
 

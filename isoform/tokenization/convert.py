@@ -2,16 +2,19 @@
 
 Each builder returns a ``tokenizers.Tokenizer`` whose normalizer, pre-tokenizer, model, decoder and
 post-processor are the ones transformers v5 uses for the same family, so encoding is exact and runs
-entirely in Rust. Families: ``bert`` (WordPiece ``vocab.txt``), ``gpt2`` / ``roberta`` / ``blenderbot``
-(byte-level BPE ``vocab.json`` + ``merges.txt``), ``t5`` / ``albert`` / ``xlm-roberta`` / ``camembert`` /
-``mbart`` / ``pegasus`` (SentencePiece Unigram), ``m2m100`` (SentencePiece Unigram with the ids of a
-separate ``vocab.json``) and ``llama`` (SentencePiece BPE with byte fallback).
+entirely in Rust. Families: ``bert`` / ``mpnet`` (WordPiece ``vocab.txt``), ``gpt2`` / ``roberta`` /
+``blenderbot`` / ``qwen2`` (byte-level BPE ``vocab.json`` + ``merges.txt``), ``openai-gpt`` (BPE with
+``</w>`` word ends), ``t5`` / ``albert`` / ``xlm-roberta`` / ``camembert`` / ``mbart`` / ``pegasus``
+(SentencePiece Unigram), ``m2m100`` (SentencePiece Unigram with the ids of a separate ``vocab.json``),
+``llama`` (SentencePiece BPE with byte fallback) and ``sentencepiece`` (any ``.model`` read as
+transformers' generic ``TokenizersBackend`` reads it: the model's own normalizer settings).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -86,6 +89,45 @@ def byte_level_bpe(vocab: dict[str, int], merges: list, options: dict[str, Any])
     return tok
 
 
+# Qwen2Tokenizer's PRETOKENIZE_REGEX: digits one by one, letters with one leading non-letter
+QWEN2_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
+def qwen2_bpe(vocab: dict[str, int], merges: list, options: dict[str, Any]) -> Tokenizer:
+    """Qwen2: NFC, Qwen's split regex, then byte-level BPE without an unknown token."""
+    tok = Tokenizer(
+        BPE(
+            vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",
+            end_of_word_suffix="", fuse_unk=False, byte_fallback=False,
+        )
+    )  # fmt: skip
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(
+                add_prefix_space=bool(options.get("add_prefix_space", False)), use_regex=False
+            ),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def openai_gpt_bpe(vocab: dict[str, int], merges: list, special: dict[str, str]) -> Tokenizer:
+    """OpenAI GPT: lowercasing BERT normalizer and pre-tokenizer, BPE whose word-final pieces end in ``</w>``."""
+    tok = Tokenizer(
+        BPE(
+            vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="</w>",
+            fuse_unk=False, unk_token=special.get("unk_token", "<unk>"),
+        )
+    )  # fmt: skip
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    return tok
+
+
 def attach_post_processor(
     tok: Tokenizer, family: str, special: dict[str, str], options: dict[str, Any]
 ) -> None:
@@ -97,13 +139,14 @@ def attach_post_processor(
             pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
             special_tokens=[(cls, _id(tok, cls)), (sep, _id(tok, sep))],
         )
-    elif family == "roberta":
+    elif family in ("roberta", "mpnet"):  # MPNetTokenizer fixes both flags
         sep, cls = special.get("sep_token", "</s>"), special.get("cls_token", "<s>")
+        mpnet = family == "mpnet"
         tok.post_processor = processors.RobertaProcessing(
             (sep, _id(tok, sep)),
             (cls, _id(tok, cls)),
-            trim_offsets=bool(options.get("trim_offsets", True)),
-            add_prefix_space=bool(options.get("add_prefix_space", False)),
+            trim_offsets=mpnet or bool(options.get("trim_offsets", True)),
+            add_prefix_space=not mpnet and bool(options.get("add_prefix_space", False)),
         )
     elif family in ("t5", "pegasus", "marian"):
         eos = special.get("eos_token", "</s>")
@@ -118,7 +161,7 @@ def attach_post_processor(
             pair=[bos, "$A", eos, eos, "$B", eos],
             special_tokens=[(bos, _id(tok, bos)), (eos, _id(tok, eos))],
         )
-    else:  # gpt2, llama and unknown families: transformers' update_post_processor
+    else:  # gpt2, qwen2, openai-gpt, llama, sentencepiece, unknown: transformers' update_post_processor
         bos_eos_template(tok, special, bool(options.get("add_bos_token")), bool(options.get("add_eos_token")))
 
 
@@ -276,6 +319,79 @@ def spm_bpe(proto, options: dict[str, Any], special: dict[str, str]) -> Tokenize
         steps.append(decoders.Strip(content=" ", left=1))
     tok.decoder = decoders.Sequence(steps)
     return tok
+
+
+def spm_generic(proto, options: dict[str, Any]) -> Tokenizer:
+    """Any SentencePiece model as transformers' ``build_tokenizer_from_spm_proto`` reads it.
+
+    The model's own normalizer spec (charsmap, extra-whitespace removal, whitespace escaping, dummy
+    prefix), BPE merges ranked by piece score, user-defined pieces split off whole; ``legacy`` (default
+    True) gives every chunk between added tokens its dummy prefix.
+    """
+    spec, trainer = proto.normalizer_spec, proto.trainer_spec
+    user_defined = [p.piece for p in proto.pieces if p.type == 4]
+    if trainer.model_type == 1:  # Unigram
+        model = Unigram(
+            [(p.piece, p.score) for p in proto.pieces],
+            unk_id=trainer.unk_id,
+            byte_fallback=trainer.byte_fallback,
+        )
+    else:
+        vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+        normal = {p.piece: (p.score, i) for i, p in enumerate(proto.pieces) if p.type == 1}
+        ranked = [
+            (-score, i, token[:k], token[k:])
+            for token, (score, i) in normal.items()
+            for k in range(1, len(token))
+            if token[:k] in normal and token[k:] in normal
+        ]
+        merges = [(left, right) for _, _, left, right in sorted(ranked)]
+        model = BPE(
+            vocab=vocab, merges=merges, unk_token=trainer.unk_piece, fuse_unk=True,
+            byte_fallback=trainer.byte_fallback, dropout=None, ignore_merges=bool(user_defined),
+        )  # fmt: skip
+    tok = Tokenizer(model)
+    legacy = bool(options.get("legacy", True))
+    steps = [normalizers.Precompiled(spec.precompiled_charsmap)] if spec.precompiled_charsmap else []
+    if spec.remove_extra_whitespaces:  # spaces only: SentencePiece leaves newlines alone
+        steps += [normalizers.Replace(Regex(r"\A +| +\z"), ""), normalizers.Replace(Regex(" {2,}"), " ")]
+    if spec.escape_whitespaces:
+        steps.append(normalizers.Replace(" ", SPIECE))
+    if spec.add_dummy_prefix and legacy:  # Metaspace skips the prefix before a leading "▁", SentencePiece not
+        steps.append(normalizers.Replace(Regex(rf"\A{SPIECE}"), SPIECE * 2))
+    tok.normalizer = normalizers.Sequence(steps)
+    pre = []
+    if spec.add_dummy_prefix:
+        scheme = "always" if legacy else "first"
+        pre.append(pre_tokenizers.Metaspace(replacement=SPIECE, prepend_scheme=scheme, split=False))
+    if user_defined:
+        pattern = "|".join(re.escape(p) for p in sorted(user_defined, key=len, reverse=True))
+        pre.append(pre_tokenizers.Split(Regex(pattern), behavior="isolated"))
+    if pre:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(pre)
+    steps = [decoders.Replace(SPIECE, " ")]
+    if trainer.byte_fallback:
+        steps.append(decoders.ByteFallback())
+    if spec.add_dummy_prefix:
+        steps += [decoders.Fuse(), decoders.Strip(content=" ", left=1)]
+    elif trainer.byte_fallback:
+        steps.append(decoders.Fuse())
+    tok.decoder = decoders.Sequence(steps)
+    return tok
+
+
+def spm_special(proto) -> dict[str, str]:
+    """The bos/eos/unk pieces a SentencePiece model declares (transformers' defaults for a bare ``.model``)."""
+    spec = proto.trainer_spec
+    found = {}
+    for role, index, piece, default in (
+        ("bos_token", spec.bos_id, spec.bos_piece, "<s>"),
+        ("eos_token", spec.eos_id, spec.eos_piece, "</s>"),
+        ("unk_token", spec.unk_id, spec.unk_piece, "<unk>"),
+    ):
+        if index >= 0:
+            found[role] = piece or default
+    return found
 
 
 def _text(value: Any) -> Any:

@@ -39,7 +39,10 @@ _ROBERTA = {
 }  # fmt: skip
 DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
     "bert": _BERT,
+    "mpnet": {**_ROBERTA, "unk_token": "[UNK]"},
     "gpt2": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
+    "qwen2": {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    "openai-gpt": {"unk_token": "<unk>"},
     "roberta": _ROBERTA,
     "xlm-roberta": _ROBERTA,
     "camembert": _ROBERTA,
@@ -64,21 +67,27 @@ DEFAULT_SPECIAL: dict[str, dict[str, str]] = {
     },
     "marian": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     "generic": {},
+    "sentencepiece": {},  # the .model's own bos/eos/unk (convert.spm_special)
 }
 # tokenizer_class (without "Tokenizer"/"TokenizerFast") or model_type -> family
 FAMILY_OF = {
-    "bert": "bert", "distilbert": "bert", "electra": "bert", "gpt2": "gpt2", "roberta": "roberta",
+    "bert": "bert", "distilbert": "bert", "electra": "bert", "mpnet": "mpnet", "gpt2": "gpt2", "gpt_neo": "gpt2",
+    "openaigpt": "openai-gpt", "openai-gpt": "openai-gpt", "qwen2": "qwen2", "roberta": "roberta",
     "bart": "roberta", "t5": "t5", "mt5": "t5", "albert": "albert", "xlmroberta": "xlm-roberta",
-    "xlm-roberta": "xlm-roberta", "camembert": "camembert", "llama": "llama", "mistral": "llama",
-    "mbart": "mbart", "pegasus": "pegasus", "blenderbot": "blenderbot", "m2m100": "m2m100", "m2m_100": "m2m100",
-    "marian": "marian",
+    "xlm-roberta": "xlm-roberta", "camembert": "camembert", "llama": "llama", "mbart": "mbart",
+    "pegasus": "pegasus", "blenderbot": "blenderbot", "m2m100": "m2m100", "m2m_100": "m2m100", "marian": "marian",
 }  # fmt: skip
+# model_types transformers' AutoTokenizer loads with its generic TokenizersBackend, whatever
+# tokenizer_class says (Mistral checkpoints name LlamaTokenizer)
+BACKEND_MODEL_TYPES = {"mistral"}
+BACKEND_CLASSES = ("pretrained", "tokenizersbackend", "pretrainedtokenizer")
 # families whose own format isoform does not read (a tokenizer.json next to it still works)
 UNSUPPORTED = {
     "mbart50": "mBART-50", "blenderbotsmall": "BlenderbotSmall", "blenderbot-small": "BlenderbotSmall",
 }  # fmt: skip
 FILE_FAMILY = {"vocab.txt": "bert", "vocab.json": "gpt2", "spiece.model": "t5", "source.spm": "marian"}
 FILE_FAMILY.update({"sentencepiece.bpe.model": "xlm-roberta", "tokenizer.model": "llama"})
+SPM_FAMILIES = ("t5", "xlm-roberta", "llama")  # the families FILE_FAMILY gives SentencePiece files
 WITH_TYPES = ["input_ids", "token_type_ids", "attention_mask"]
 WITHOUT_TYPES = ["input_ids", "attention_mask"]
 
@@ -90,6 +99,7 @@ class TokenizerSpec:
     backend: Backend
     family: str
     source: str  # which file format was read
+    tokenizer_class: str  # the class transformers' AutoTokenizer loads ("" when it goes by model_type)
     special: dict[str, str]  # role -> token text, e.g. {"pad_token": "[PAD]"}
     extra_special: list[str]
     model_max_length: int
@@ -131,16 +141,18 @@ def _added_token(value: Any, special: bool) -> AddedToken:
 
 
 def pick_family(config: dict[str, Any], model_config: dict[str, Any], file_family: str) -> tuple[str, str]:
-    """Return (family, tokenizer class name) for a tokenizer_config / config.json pair."""
+    """Return (family, tokenizer class name) for a tokenizer_config / config.json pair, as AutoTokenizer picks."""
     cls = str(config.get("tokenizer_class") or "")
     key = cls.removesuffix("Fast").removesuffix("Tokenizer").lower()
+    model_type = str(model_config.get("model_type") or "").lower()
+    if model_type in BACKEND_MODEL_TYPES or (cls and key in BACKEND_CLASSES):
+        return ("sentencepiece" if file_family in SPM_FAMILIES else file_family), "TokenizersBackend"
     if key in FAMILY_OF:
         return FAMILY_OF[key], cls
     if key in UNSUPPORTED:
         return key, cls
-    if cls and key not in ("pretrained", "tokenizersbackend", "pretrainedtokenizer"):
+    if cls:
         return file_family, cls  # unknown class: behave like the file's format
-    model_type = str(model_config.get("model_type") or "").lower()
     if model_type in UNSUPPORTED:
         return model_type, cls
     return FAMILY_OF.get(model_type, file_family), cls
@@ -201,6 +213,7 @@ def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) 
         backend=backend,
         family=family,
         source=found,
+        tokenizer_class=cls,
         special=special,
         extra_special=extra,
         model_max_length=int(max_len)
@@ -260,6 +273,10 @@ def _build_backend(
         return convert.wordpiece(convert.read_wordpiece_vocab(path), options, special), []
     if found == "vocab.json":
         vocab, merges = convert.read_bpe_files(path, directory / "merges.txt")
+        if family == "openai-gpt":
+            return convert.openai_gpt_bpe(vocab, merges, special), []
+        if family == "qwen2":
+            return convert.qwen2_bpe(vocab, merges, options), []
         return convert.byte_level_bpe(vocab, merges, options), []
     if found == "source.spm":
         return marian.side_backend(directory, "source", options, special)
@@ -273,6 +290,10 @@ def _build_backend(
     pieces = [
         AddedToken(p.piece, normalized=False, special=p.type == 3) for p in proto.pieces if p.type in (3, 4)
     ]
+    if family == "sentencepiece":  # user-defined pieces stay in the model (split off by its pre-tokenizer)
+        for role, token in convert.spm_special(proto).items():
+            special.setdefault(role, token)
+        return convert.spm_generic(proto, options), [p for p in pieces if p.special]
     unigram = ("t5", "albert", "xlm-roberta", "camembert", "mbart", "pegasus")
     if family == "llama" or (family not in unigram and proto.trainer_spec.model_type == 2):
         return convert.spm_bpe(proto, options, special), pieces
@@ -306,7 +327,7 @@ def _add_tokens(
     if isinstance(extra_values, dict):
         extra_values = list(extra_values.values())
     extra: list[Any] = list(spm_pieces) if extra_values is None else list(extra_values)
-    if family == "camembert" and extra_values is None:
+    if family == "camembert" and extra_values is None and not spm_pieces:  # else the .model's control pieces
         extra = ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]
     if family == "t5" and not any("<extra_id_" in str(_content(t)) for t in extra):
         extra += [f"<extra_id_{i}>" for i in range(int(options.get("extra_ids", 100)))]
@@ -315,7 +336,7 @@ def _add_tokens(
     have = {t.content for t in tokens} | {t.content for t in backend.get_added_tokens_decoder().values()}
     for role, text in special.items():
         if text not in have:
-            lstrip = family in ("camembert", "mbart", "blenderbot") and role == "mask_token"
+            lstrip = family in ("camembert", "mbart", "blenderbot", "mpnet") and role == "mask_token"
             tokens.append(AddedToken(text, special=True, lstrip=lstrip))
             have.add(text)
     extra_texts = []
@@ -337,9 +358,9 @@ def _family_extras(family: str, extra: list[Any], configured: Any, options: dict
     if family == "m2m100":
         codes = [f"__{c}__" for c in M2M100_LANGUAGES[str(options.get("language_codes", "m2m100"))]]
         return codes + [t for t in (configured or []) if _content(t) not in codes]
-    if family == "pegasus":
+    if family == "pegasus" and configured is None:  # else the configured list replaces PegasusTokenizer's own
         sent = _content(options.get("mask_token_sent", "<mask_1>"))
-        texts = [_content(t) for t in configured or []]
-        head = [sent] if sent is not None and (configured is None or sent not in texts) else []
-        return head + [f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))]
+        return ([] if sent is None else [sent]) + [
+            f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))
+        ]
     return extra

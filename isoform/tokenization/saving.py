@@ -34,10 +34,13 @@ def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathli
     backend.save(str(directory / "tokenizer.json"))
 
     config: dict[str, Any] = {k: v for k, v in spec.config.items() if k not in _DROP}
-    if spec.source != "tokenizer.json" or not config.get("tokenizer_class"):
+    backend_class = spec.tokenizer_class == "TokenizersBackend"  # e.g. Mistral's LlamaTokenizer
+    if spec.source != "tokenizer.json" or not config.get("tokenizer_class") or backend_class:
         # the pipeline now lives in tokenizer.json: ask transformers to load that file as it is
-        config["tokenizer_class"] = _CLASS.get(
-            spec.family, config.get("tokenizer_class") or "TokenizersBackend"
+        config["tokenizer_class"] = (
+            "TokenizersBackend"
+            if backend_class
+            else _CLASS.get(spec.family, config.get("tokenizer_class") or "TokenizersBackend")
         )
     config["added_tokens_decoder"] = {
         str(i): _token_dict(t) for i, t in sorted(backend.get_added_tokens_decoder().items())

@@ -13,6 +13,7 @@ from isoform.tokenization.loading import SPECIAL_KEYS, VERY_LARGE_INTEGER, Token
 from isoform.tokenization.seq2seq import Seq2SeqMixin, slow_decode
 
 TRUNCATION = ("longest_first", "only_first", "only_second")
+SLOW_FAMILIES = ("m2m100", "marian")  # families whose transformers class is a slow (Python) tokenizer
 
 
 class Tokenizer(Seq2SeqMixin):
@@ -75,7 +76,9 @@ class Tokenizer(Seq2SeqMixin):
 
     @property
     def all_special_tokens(self) -> list[str]:
-        named = list(dict.fromkeys(self._spec.special.values()))
+        """Named special tokens (in transformers' order: bos, eos, unk, ...), then the extra ones."""
+        special = self._spec.special
+        named = list(dict.fromkeys(special[k] for k in SPECIAL_KEYS if k in special))
         return named + [t for t in self._spec.extra_special if t not in named]
 
     @property
@@ -147,7 +150,7 @@ class Tokenizer(Seq2SeqMixin):
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # tokenizers raises bare Exceptions, even Rust panics (stride too large)
-            raise TokenizerError(f"tokenization failed: {e}") from e
+            raise TokenizerError(self._failure(str(e))) from e
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -166,6 +169,8 @@ class Tokenizer(Seq2SeqMixin):
             data["input_ids"] = [runs.ids(e, inputs[m], is_split_into_words) for e, m in zip(rows, mapping)]
         if return_token_type_ids:
             data["token_type_ids"] = [e.type_ids for e in rows]
+            if pairs and self._spec.family in SLOW_FAMILIES:
+                data["token_type_ids"] = [_slow_pair_types(e) for e in rows]
         if return_attention_mask:
             data["attention_mask"] = [e.attention_mask for e in rows]
         if return_special_tokens_mask:
@@ -252,7 +257,7 @@ class Tokenizer(Seq2SeqMixin):
             if pad_id is None:
                 raise TokenizerError(
                     "padding was requested but this tokenizer has no pad token: pass padding=False, "
-                    "or set one (e.g. tok.set_pad_token(tok.eos_token))"
+                    "or set one (e.g. tok.pad_token = tok.eos_token)"
                 )
             length = limit if padding == "max_length" and limit < VERY_LARGE_INTEGER else None
             if padding == "max_length" and length is None:
@@ -265,19 +270,49 @@ class Tokenizer(Seq2SeqMixin):
             )  # fmt: skip
         self._settings = settings
 
-    def set_pad_token(self, token: str) -> None:
-        """Use ``token`` (already in the vocabulary, e.g. the eos token) for padding."""
-        if self.backend.token_to_id(token) is None:
-            raise TokenizerError(f"pad token {token!r} is not in the vocabulary")
-        self._spec.special["pad_token"] = token
+    def _failure(self, error: str) -> str:
+        """A TokenizerError message for an error of the ``tokenizers`` library during this call."""
+        _, truncation, limit, *_ = self._settings or (None, None, None)
+        if "too short to respect" in error and truncation in ("only_first", "only_second"):
+            which = "first" if truncation == "only_first" else "second"
+            return (
+                f"truncation={truncation!r} cannot cut a pair to max_length={limit}: its {which} text has "
+                "too few tokens to remove (transformers refuses too); use truncation='longest_first' or a "
+                "larger max_length"
+            )
+        if "Second sequence not provided" in error:
+            return "truncation='only_second' needs text pairs; a single text has no second sequence"
+        return f"tokenization failed: {error}"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``tok.pad_token = tok.eos_token`` / ``tok.pad_token_id = 2`` set a special token, as in transformers."""
+        role = name.removesuffix("_id")
+        if role not in SPECIAL_KEYS or "_spec" not in self.__dict__:
+            super().__setattr__(name, value)
+            return
+        token = value
+        if value is not None and role != name:
+            token = self.backend.id_to_token(_ints(value)[0])
+            if token is None:
+                raise TokenizerError(f"{name}={value!r} is not a token id of this tokenizer")
+        if token is None:
+            self._spec.special.pop(role, None)
+        elif not isinstance(token, str) or self.backend.token_to_id(token) is None:
+            raise TokenizerError(f"{role} {token!r} is not in the vocabulary")
+        else:
+            self._spec.special[role] = token
         self._settings = None
+
+    def set_pad_token(self, token: str) -> None:
+        """Use ``token`` (already in the vocabulary, e.g. the eos token) for padding: ``tok.pad_token = token``."""
+        self.pad_token = token
 
     # ----- decoding -------------------------------------------------------------------------------
     def decode(
         self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
     ) -> str:
         """Text of one sequence of ids (list, numpy array or framework tensor)."""
-        if self._spec.family in ("m2m100", "marian"):  # slow in transformers: decode runs between specials
+        if self._spec.family in SLOW_FAMILIES:  # slow in transformers: decode runs between specials
             tokens = self.convert_ids_to_tokens(_ints(ids), skip_special_tokens=skip_special_tokens)
             run = self._spec.decode_pieces or self.backend.decoder.decode
             text = slow_decode(tokens, set(self.all_special_tokens), run, self._spec.family == "marian")
@@ -320,6 +355,15 @@ def clean_up_tokenization(text: str) -> str:
     for a, b in ((" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
         text = text.replace(a, b)
     return text
+
+
+def _slow_pair_types(enc: Any) -> list[int]:
+    """A pair's token types as transformers' slow tokenizers give them: 1 for as many of the last real
+    (unpadded) positions as the second text has tokens, else 0 (so the types straddle the specials)."""
+    second = enc.sequence_ids.count(1)
+    real = [i for i, m in enumerate(enc.attention_mask) if m]
+    ones = set(real[len(real) - second :]) if second else set()
+    return [int(i in ones) for i in range(len(enc.ids))]
 
 
 def _ints(ids: Any) -> list[int]:

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 
 import isoform
+from isoform.architectures import REGISTRY
+from isoform.architectures.bert import Bert
+from isoform.architectures.causal import CausalLM
+from isoform.architectures.seq2seq import EncoderDecoder
 
 torch = pytest.importorskip("torch")
 
@@ -39,8 +43,8 @@ FAMILIES = [
     ("bert-3types", "Bert", dict(TINY, type_vocab_size=3, hidden_act="silu"), ["token-classification"]),
     ("roberta", "Roberta", ROBERTA, ALL),
     ("roberta-untied-swish", "Roberta", dict(ROBERTA, hidden_act="swish", tie_word_embeddings=False), ["masked-lm"]),
-    ("xlm-roberta", "XLMRoberta", ROBERTA, [None, "masked-lm", "sequence-classification"]),
-    ("camembert", "Camembert", dict(ROBERTA, pad_token_id=3), [None, "masked-lm", "question-answering"]),
+    ("xlm-roberta", "XLMRoberta", ROBERTA, ALL),
+    ("camembert", "Camembert", dict(ROBERTA, pad_token_id=3), ALL),
     ("electra", "Electra", ELECTRA, [*ALL, "pretraining"]),
     ("electra-same-size-untied", "Electra", dict(TINY, embedding_size=32, tie_word_embeddings=False),
      [None, "masked-lm", "pretraining"]),
@@ -103,6 +107,30 @@ def test_parity(hf_checkpoint, backend, family, cls, config, task):
     model = isoform.Model.load(path, backend=backend, task=task)
     got = model(**inputs).numpy()
     assert max_diff(got, want) <= TOL
+
+
+def declared(base: type) -> dict[str, tuple[str, str | None]]:
+    """transformers class -> (model_type, task) for every task of every registered subclass of ``base``."""
+    return {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, base)
+            for task, cls in arch.tasks.items()}
+
+
+def test_cases_cover_every_declared_task():
+    """Each (model_type, task) a BERT-family architecture declares has a parity case, built from the
+    transformers class the architecture names for it: a new architecture or head fails here until tested."""
+    classes = declared(Bert)
+    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
+    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
+    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
+    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
+
+
+def test_every_architecture_has_a_parity_file():
+    """Every registered architecture is an encoder (this file), a decoder-only LM (test_decoders.py) or an
+    encoder-decoder (test_seq2seq.py): each of those files checks it covers its own."""
+    owners = (Bert, CausalLM, EncoderDecoder)
+    stray = {t: [o.__name__ for o in owners if issubclass(a, o)] for t, a in REGISTRY.items()}
+    assert {t: o for t, o in stray.items() if len(o) != 1} == {}
 
 
 @pytest.mark.parametrize("task", [None, "masked-lm", "multiple-choice"])

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import isoform
+from isoform.architectures import REGISTRY
+from isoform.architectures.causal import CausalLM
 from isoform.errors import ConfigError, InputError
 from isoform.generation import Decoder
 
@@ -150,22 +152,46 @@ def test_cached_decode_matches_full_sequence(hf_checkpoint, backend, family, cls
     assert np.abs(np.stack(got, 1) - want).max() <= TOL
 
 
-@pytest.mark.parametrize("family", ["mistral-window", "llama-mqa-dynamic"])
+@pytest.mark.parametrize("family", ["mistral-window", "llama-mqa-dynamic", "gpt-neo-local-first-untied", "qwen2"])
 def test_greedy_decoding_matches_transformers_generate(hf_checkpoint, backend, family):
-    """Token-identical to ``generate``: sliding windows across the cache, and dynamic NTK past
-    max_position_embeddings (7 + 12 > 8), where each step rescales RoPE."""
+    """Token-identical to ``generate``: sliding windows (Mistral) and local attention (GPT-Neo) across
+    the cache, and dynamic NTK past max_position_embeddings (7 + 12 > 8), where each step rescales RoPE.
+    No eos (a checkpoint's default one would be suppressed by min_new_tokens, or lie outside the tiny
+    vocab), pad 0: ``generate`` is then the plain argmax this loop takes."""
     _, cls, config, _ = next(f for f in FAMILIES if f[0] == family)
     path, hf = hf_checkpoint(hf_class(cls, LM), **config)
     ids, mask, _ = left_padded_prompts(seed=3)
     steps = 12
     with torch.no_grad():
         want = hf.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=steps,
-                           min_new_tokens=steps, do_sample=False).numpy()[:, ids.shape[1]:]
+                           do_sample=False, eos_token_id=None, pad_token_id=0).numpy()[:, ids.shape[1]:]
+    assert want.shape[1] == steps
     decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
     tokens = [decoder.prefill(ids, mask, max_new_tokens=steps).argmax(-1)]
     while len(tokens) < steps:
         tokens.append(decoder.step(tokens[-1]).argmax(-1))
     np.testing.assert_array_equal(np.stack(tokens, 1), want)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "mistral-window"])
+def test_same_size_reorder_across_rows_matches_transformers(hf_checkpoint, backend, family):
+    """Beam search at a fixed batch size moves rows between prompts: after ``reorder`` with a permutation
+    ([2, 0, 1]) and with a duplicating index ([1, 1, 0]), the next step gives the logits of transformers'
+    uncached forward on the correspondingly permuted full sequences."""
+    _, cls, config, _ = next(f for f in FAMILIES if f[0] == family)
+    path, hf = hf_checkpoint(hf_class(cls, LM), **config)
+    ids, mask, new = left_padded_prompts(seed=2)
+    decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
+    decoder.prefill(ids, mask, max_new_tokens=3)
+    decoder.step(new[:, 0])
+    rows = np.arange(3)  # the prompt each decoder row continues
+    for step, index in enumerate(([2, 0, 1], [1, 1, 0]), start=1):
+        decoder.reorder(np.array(index))
+        rows = rows[index]
+        got = decoder.step(new[rows, step])
+        assert decoder.batch_size == 3
+        want = reference_steps(hf, ids[rows], mask[rows], new[rows, :step + 1], incremental=False)[:, -1]
+        assert np.abs(got - want).max() <= TOL, f"after reorder({index})"
 
 
 @pytest.mark.parametrize("family", ["gpt2", "mistral-window"])
@@ -184,6 +210,17 @@ def test_reorder_expands_and_permutes_rows(hf_checkpoint, backend, family):
     assert np.abs(got - want[rows, 2]).max() <= TOL
     decoder.reorder(np.array([4]))
     assert np.abs(decoder.step(new[[0], 2]) - want[[0], 3]).max() <= TOL
+
+
+def test_cases_cover_every_declared_task():
+    """Each (model_type, task) a decoder-only architecture declares has a parity case, built from the
+    transformers class the architecture names for it: a new architecture or head fails here until tested."""
+    classes = {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, CausalLM)
+               for task, cls in arch.tasks.items()}
+    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
+    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
+    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
+    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
 
 
 def test_bucketed_prefill_reuses_compiled_graphs(hf_checkpoint):

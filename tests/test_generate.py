@@ -1,12 +1,15 @@
 """`Model.generate` against transformers' `generate` on every backend: greedy (with the repetition
 penalty, n-gram blocking, min_new_tokens) and beam search (length_penalty, early_stopping True/False/
 "never", num_return_sequences) token for token, on a batch of uneven prompts (given right-padded to
-isoform, left-padded to transformers), with an eos token the model does emit; seeded sampling;
-streaming. Expected tokens are computed by transformers here, never pasted."""
+isoform, left-padded to transformers), with an eos token the model does emit; greedy and beam search
+for every other decoder-only family; seeded sampling; streaming. Expected tokens are computed by
+transformers here, never pasted."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,11 +21,25 @@ transformers = pytest.importorskip("transformers")
 
 VOCAB, PAD, BOS = 99, 0, 1
 LENGTHS = (7, 3, 5)
+GPT = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64)  # GPT-2 and GPT
+NEO = dict(vocab_size=VOCAB, hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=64,
+           attention_types=[[["global", "local"], 1]], window_size=3)
+LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64)
+# informative checkpoints of the GPT families (tied embeddings, noised biases) greedily repeat one token
+# whatever the prompt, which a broken cache or mask would still reproduce: untied, with a wider init
+# (0.2, more than the informative minimum std, so kept as is) their continuations vary
+VARIED = dict(tie_word_embeddings=False, initializer_range=0.2)
+# name: (transformers class, config, seed); FULL get every variant and test below, the others greedy + beam
 ARCHS = {
-    "gpt2": ("GPT2LMHeadModel", dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64)),
-    "llama": ("LlamaForCausalLM", dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)),
+    "gpt2": ("GPT2LMHeadModel", dict(GPT, **VARIED), 0),
+    "llama": ("LlamaForCausalLM", LLAMA, 0),
+    "openai-gpt": ("OpenAIGPTLMHeadModel", dict(GPT, **VARIED), 2),
+    "gpt-neo": ("GPTNeoForCausalLM", dict(NEO, **VARIED), 1),
+    "mistral-window": ("MistralForCausalLM", dict(LLAMA, num_key_value_heads=1, sliding_window=4), 0),
+    "qwen2": ("Qwen2ForCausalLM", LLAMA, 0),
 }
+FULL = ["gpt2", "llama"]
 VARIANTS = {
     "greedy": dict(max_new_tokens=10),
     "greedy-default-length": dict(),  # max_new_tokens from generation_config.json
@@ -60,18 +77,48 @@ def hf_generate(hf, ids: np.ndarray, mask: np.ndarray, **options) -> np.ndarray:
         return hf.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **options).numpy()
 
 
-@pytest.fixture(scope="module", params=list(ARCHS))
-def checkpoint(request, hf_checkpoint):
-    """A tiny checkpoint whose generation_config.json sets pad/bos, max_new_tokens=6 and, as eos, a token
-    the model emits early for the second prompt (so eos handling is exercised)."""
-    cls, config = ARCHS[request.param]
-    path, hf = hf_checkpoint(cls, pad_token_id=PAD, bos_token_id=BOS, **config)
-    ids, mask = prompts()
-    free = hf_generate(hf, ids, mask, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=PAD)
-    eos = int(free[1, max(LENGTHS) + 2])
-    hf.generation_config.update(eos_token_id=eos, pad_token_id=PAD, bos_token_id=BOS, max_new_tokens=6)
-    hf.generation_config.save_pretrained(path)
-    return path, hf
+def pick_eos(tokens: np.ndarray) -> int:
+    """A token the second prompt emits early (not first) on which the rows of ``tokens`` [rows, steps]
+    (free greedy continuations) stop at different steps: some row ends with eos, then pads."""
+    def end(row: np.ndarray, token: int) -> int:
+        hits = np.flatnonzero(row == token)
+        return int(hits[0]) if hits.size else len(row)
+
+    for token in tokens[1, 1:]:
+        if token != PAD and len({end(row, token) for row in tokens}) > 1:
+            return int(token)
+    raise AssertionError(f"no token ends the rows at different steps: {tokens.tolist()}")
+
+
+@pytest.fixture(scope="module")
+def prepared(hf_checkpoint, tmp_path_factory):
+    """name -> (path, model): the session checkpoint of ``ARCHS[name]`` copied to a directory of its own,
+    whose generation_config.json sets pad/bos, max_new_tokens=6 and, as eos, a token the model emits early
+    for the second prompt (so eos handling is exercised); the model is transformers' reloaded from that
+    copy (the shared checkpoint and model are never written)."""
+    made: dict[str, tuple] = {}
+
+    def make(name: str):
+        if name not in made:
+            cls, config, seed = ARCHS[name]
+            source, shared = hf_checkpoint(cls, seed=seed, pad_token_id=PAD, bos_token_id=BOS, **config)
+            path = tmp_path_factory.mktemp(f"generate-{name}")
+            shutil.copytree(source, path, dirs_exist_ok=True)
+            ids, mask = prompts()
+            free = hf_generate(shared, ids, mask, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=PAD)
+            generation = copy.deepcopy(shared.generation_config)
+            generation.update(eos_token_id=pick_eos(free[:, max(LENGTHS):]), pad_token_id=PAD, bos_token_id=BOS,
+                              max_new_tokens=6)
+            generation.save_pretrained(path)
+            made[name] = path, getattr(transformers, cls).from_pretrained(path).eval()
+        return made[name]
+
+    return make
+
+
+@pytest.fixture(scope="module", params=FULL)
+def checkpoint(request, prepared):
+    return prepared(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +156,34 @@ def test_parity_with_transformers(checkpoint, expected, backend):
         got = model.generate(ids, mask, **options)
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, expected[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def family_expected(prepared):
+    made: dict[tuple[str, str], np.ndarray] = {}
+
+    def want(family: str, variant: str) -> np.ndarray:
+        if (family, variant) not in made:
+            ids, mask = prompts()
+            made[family, variant] = hf_generate(prepared(family)[1], ids, mask, do_sample=False, **VARIANTS[variant])
+        return made[family, variant]
+
+    return want
+
+
+@pytest.mark.parametrize("family", [name for name in ARCHS if name not in FULL])
+def test_every_family_matches_transformers(prepared, family_expected, backend, family):
+    """Greedy and beam search (3 beams) of the other decoder-only families, token for token, 10 new tokens
+    on the uneven prompts, which isoform left-pads itself; the greedy rows stop at different steps."""
+    path, hf = prepared(family)
+    model = load(path, backend)
+    ids, mask = prompts()
+    for variant in ("greedy", "beam"):
+        got = model.generate(ids, mask, **VARIANTS[variant])
+        np.testing.assert_array_equal(got, family_expected(family, variant), err_msg=variant)
+    greedy = family_expected(family, "greedy")[:, max(LENGTHS):]
+    assert (greedy == hf.generation_config.eos_token_id).any() and (greedy == PAD).any()
+    assert len(np.unique(greedy)) >= 4  # not one token repeated whatever the prompt
 
 
 def test_unpadded_and_native_inputs(checkpoint, expected, backend):

@@ -9,6 +9,8 @@ import pytest
 from test_bert_family import max_diff, reference
 
 import isoform
+from isoform.architectures import REGISTRY
+from isoform.architectures.seq2seq import EncoderDecoder
 from isoform.errors import InputError
 
 torch = pytest.importorskip("torch")
@@ -28,7 +30,7 @@ FAMILIES = [
     ("t5", "T5", T5, ALL),
     ("t5-gated-untied", "T5", dict(T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False), LM),
     ("t5-gated-silu", "T5", dict(T5, feed_forward_proj="gated-silu", num_decoder_layers=1), ["seq2seq-lm"]),
-    ("mt5", "MT5", T5, ["seq2seq-lm", "sequence-classification"]),
+    ("mt5", "MT5", T5, ALL),
     ("bart", "Bart", BART, ALL),
     ("bart-scaled-relu", "Bart", dict(BART, scale_embedding=True, activation_function="relu"), ["seq2seq-lm"]),
     ("mbart", "MBart", BART, ALL),
@@ -78,6 +80,17 @@ def test_parity(hf_checkpoint, backend, cls, config, task):
     want = reference(hf, inputs)
     got = isoform.Model.load(path, backend=backend, task=task)(**inputs).numpy()
     assert max_diff(got, want) <= TOL
+
+
+def test_cases_cover_every_declared_task():
+    """Each (model_type, task) an encoder-decoder architecture declares has a parity case, built from the
+    transformers class the architecture names for it: a new architecture or head fails here until tested."""
+    classes = {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, EncoderDecoder)
+               for task, cls in arch.tasks.items()}
+    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
+    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
+    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
+    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
 
 
 @pytest.mark.parametrize(("cls", "config", "task"), [

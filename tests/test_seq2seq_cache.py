@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_bert_family import reference
 from test_seq2seq import BART, T5, hf_class, make_inputs
 
 import isoform
@@ -50,8 +51,33 @@ def test_reorder_expands_and_permutes(hf_checkpoint, backend):
     got = dec.step(np.array([8, 9, 6]))
     want = uncached(model, {k: v[[1, 0]] for k, v in inputs.items()}, np.array([[7, 8], [5, 6]]))
     np.testing.assert_allclose(got[[0, 2]], want, atol=1e-4, rtol=0)
-    dec.reorder(np.array([2, 0, 1]))  # within sources: the cross cache is kept
+    dec.reorder(np.array([2, 0, 1]))  # rows change source again (checked in the test below)
     assert dec.batch_size == 3
+
+
+@pytest.mark.parametrize(("cls", "config"), FAMILIES[:2], ids=[f for f, _ in FAMILIES[:2]])
+def test_same_size_reorder_across_sources_matches_transformers(hf_checkpoint, backend, cls, config):
+    """Beam search at a fixed batch size moves rows to another source: after ``reorder([1, 0])`` and then
+    ``reorder([1, 1])``, the self-attention cache AND the cross-attention keys/values (and encoder mask)
+    follow the rows, so the next step gives the logits of transformers' uncached forward on the
+    correspondingly permuted sources and decoder inputs."""
+    path, hf = hf_checkpoint(hf_class(cls, "seq2seq-lm"), **config)
+    inputs = make_inputs(config)  # row 1 of the source padded: the two rows differ in length too
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    tokens = np.random.default_rng(2).integers(3, config["vocab_size"], (2, 3))
+    history = np.concatenate([np.full((2, 1), hf.config.decoder_start_token_id), tokens], axis=1)
+    dec = Seq2SeqDecoder(isoform.Model.load(path, backend=backend, task="seq2seq-lm"))
+    dec.prefill(ids, mask, max_new_tokens=4)
+    dec.step(tokens[:, 0])
+    rows = np.arange(2)  # the source each decoder row continues
+    for step, index in enumerate(([1, 0], [1, 1]), start=1):
+        dec.reorder(np.array(index))
+        rows = rows[index]
+        got = dec.step(tokens[rows, step])
+        assert dec.batch_size == 2
+        want = reference(hf, {"input_ids": ids[rows], "attention_mask": mask[rows],
+                              "decoder_input_ids": history[rows, :step + 2]})["logits"][:, -1]
+        assert np.abs(got - want).max() <= 1e-4, f"after reorder({index})"
 
 
 def test_bad_input(hf_checkpoint, tmp_path):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import BackendError, InputError
 from ..ir import Graph, decompose, dims, get_op
 from ..ir.dtypes import DType
+from ..ir.registry import in_f32
 
 Lowering = Callable[..., Any]
 
@@ -98,20 +100,39 @@ class Program:
         return self.params if isinstance(self.params, Mapping) else self.numpy_params()
 
 
-def in_f32(f: Lowering, *, half: Collection[Any], f32: Any, cast: Callable[[Any, Any], Any]) -> Lowering:
-    """Wrap a lowering so f16/bf16 inputs (dtypes in `half`) compute in `f32` and float outputs are
-    rounded back once, as the NumPy references do. `cast(x, dtype)` is the framework's cast."""
+#: The IR's half-precision dtypes: what `OpDef.half` is about.
+HALF = (DType.f16, DType.bf16)
 
-    def run(*args: Any, **attrs: Any) -> Any:
-        dt = next((a.dtype for a in args if a is not None and a.dtype in half), None)
-        if dt is None:
-            return f(*args, **attrs)
-        out = f(*[cast(a, f32) if a is not None and a.dtype == dt else a for a in args], **attrs)
-        if isinstance(out, tuple):
-            return tuple(cast(o, dt) if o.dtype == f32 else o for o in out)
-        return cast(out, dt)
 
-    return run
+def half_dtype(op: str, dtypes: Iterable[Any], half: Collection[Any] = HALF) -> Any:
+    """The dtype (one of `half`, a backend's f16 and bf16) that a node of `op` with inputs of `dtypes`
+    computes in f32 under the op's `OpDef.half`, or None if it runs in its own dtypes. Every backend
+    decides the half-precision rule here, from the op's declaration."""
+    if get_op(op).half != "upcast":
+        return None
+    return next((d for d in dtypes if d in half), None)
+
+
+@dataclass(frozen=True)
+class Casts:
+    """A backend's dtypes as the half-precision rule needs them: `dtype(ir_dtype)` its dtype for values
+    of an IR dtype, `half` its f16 and bf16, `f32` its float32, `cast(x, dtype)` its cast."""
+
+    dtype: Callable[[DType], Any]
+    half: Collection[Any]
+    f32: Any
+    cast: Callable[[Any, Any], Any]
+
+    def half_dtype(self, op: str, dtypes: Iterable[DType | None]) -> Any:
+        """`half_dtype` for a node whose inputs have these IR dtypes."""
+        return half_dtype(op, [None if d is None else self.dtype(d) for d in dtypes], self.half)
+
+    def lowering(self, op: str, f: Lowering, dtypes: Iterable[DType | None]) -> Lowering:
+        """`f` for a node of `op` with inputs of these IR dtypes: in f32 (`in_f32`) where `half_dtype`
+        says so, else `f` itself, decided at compile time so f32 nodes pay nothing per call."""
+        if self.half_dtype(op, dtypes) is None:
+            return f
+        return in_f32(f, half=self.half, f32=self.f32, cast=self.cast)
 
 
 def check_params(backend: str, graph: Graph, params: Mapping[str, Any]) -> None:
@@ -124,10 +145,11 @@ def check_params(backend: str, graph: Graph, params: Mapping[str, Any]) -> None:
                            f"wrong shapes {wrong}")
 
 
-def matmul_bias_pairs(graph: Graph) -> list[tuple[int, int, int]]:
+def matmul_bias_pairs(graph: Graph, casts: Casts) -> list[tuple[int, int, int]]:
     """``(matmul node, add node, position of the bias in the add)`` for every ``matmul(x, w)`` (w 2-d)
     whose only use is an ``add`` of a 1-d bias over its last dim, as `layers.linear` writes
-    ``x @ w + b``: what a backend may run as one GEMM with the bias fused."""
+    ``x @ w + b``: what a backend may run as one GEMM with the bias fused; not where the matmul
+    computes half values in f32 (`Casts.half_dtype`), as it rounds before the add."""
     uses = Counter(n for node in graph.nodes for n in node.inputs if n is not None)
     uses.update(graph.outputs.values())
     matmuls = {node.outputs[0].name: i for i, node in enumerate(graph.nodes) if node.op == "matmul"}
@@ -139,7 +161,8 @@ def matmul_bias_pairs(graph: Graph) -> list[tuple[int, int, int]]:
                 continue
             x, w = (graph.values[n] for n in graph.nodes[i].inputs)
             bias = graph.values[node.inputs[1 - k]]
-            if len(x.shape) >= 2 and len(w.shape) == 2 and tuple(bias.shape) == (w.shape[1],) and bias.dtype == x.dtype:
+            linear = len(x.shape) >= 2 and len(w.shape) == 2 and tuple(bias.shape) == (w.shape[1],)
+            if linear and bias.dtype == x.dtype and casts.half_dtype("matmul", [x.dtype, w.dtype]) is None:
                 pairs.append((i, j, 1 - k))
                 break
     return pairs
@@ -223,12 +246,13 @@ def _dim_code(d: dims.Dim) -> str:
     return str(d) if isinstance(d, int) else "(" + _NAME.sub(lambda m: f"E[{m.group(0)!r}]", d) + ")"
 
 
-def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = "run",
+def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = "run", casts: Casts | None = None,
              overrides: Mapping[int, Lowering] | None = None) -> Callable[..., dict[str, Any]]:
     """A Python function ``run(P, I, E) -> outputs`` executing `graph` straight-line with `lowerings`:
     P maps parameter names to arrays, I input names to arrays, E symbolic dim names to sizes.
-    Each node becomes one call; values are deleted after their last use. `overrides` gives single
-    nodes (by index) their own lowering, so a backend can fuse a pattern of nodes."""
+    Each node becomes one call; values are deleted after their last use. With `casts`, nodes follow
+    the half-precision rule (`Casts.lowering`). `overrides` gives single nodes (by index) their own
+    lowering, used as given, so a backend can fuse a pattern of nodes."""
     namespace: dict[str, Any] = {}
     ident = {}
     for i, v in enumerate(graph.inputs):
@@ -251,7 +275,13 @@ def generate(graph: Graph, lowerings: Mapping[str, Lowering], *, fn_name: str = 
         static = {k: v for k, v in node.attrs.items()
                   if not (opdef.attrs[k].kind == "dims" and any(isinstance(d, str) for d in v))}
         dynamic = {k: "(" + "".join(_dim_code(d) + ", " for d in v) + ")" for k, v in node.attrs.items() if k not in static}
-        namespace[fname] = _bind(overrides[i] if overrides and i in overrides else lowerings[node.op], static)
+        if overrides and i in overrides:
+            f = overrides[i]
+        else:
+            f = lowerings[node.op]
+            if casts is not None:
+                f = casts.lowering(node.op, f, [None if n is None else graph.values[n].dtype for n in node.inputs])
+        namespace[fname] = _bind(f, static)
         for o in node.outputs:
             ident[o.name] = f"v{len(ident)}"
         args = [("None" if n is None else ident[n]) for n in node.inputs]

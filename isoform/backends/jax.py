@@ -19,13 +19,12 @@ arrays; they are cast on the way in. `numpy_params()` returns parameters in thei
 
 Every composite is lowered natively: softmax, log_softmax, sigmoid and silu with `jax.nn`; gelu,
 layer_norm, rms_norm and attention as short jnp code that XLA fuses (see `_attention` for why not
-`jax.nn.dot_product_attention`). Composites given f16/bf16 inputs compute in f32 and round once,
-like the NumPy references.
+`jax.nn.dot_product_attention`). Half precision follows `OpDef.half` (`base.Casts`): "upcast" ops
+given f16/bf16 values compute in f32 and round once, like the NumPy references.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import mmap
 import time
@@ -39,14 +38,15 @@ from jax import lax
 
 from ..ir import Graph
 from ..ir.dtypes import DType
-from .base import Backend, Program, check_inputs, check_params, generate, in_f32
-
-_HALF = (jnp.float16, jnp.bfloat16)
+from .base import Backend, Casts, Program, check_inputs, check_params, generate
 
 
 def jax_dtype(dtype: DType) -> np.dtype:
     """The dtype JAX uses for an IR dtype (i64 is int32 unless x64 is enabled)."""
     return jax.dtypes.canonicalize_dtype(dtype.numpy)
+
+
+_CASTS = Casts(jax_dtype, (jnp.float16, jnp.bfloat16), jnp.float32, lambda x, dt: x.astype(dt))
 
 
 class JaxBackend(Backend):
@@ -77,7 +77,7 @@ class JaxProgram(Program):
         super().__init__(backend, graph)
         self.params: dict[str, jax.Array] = {p.name: backend.to_native(params[p.name], p.dtype) for p in graph.params}
         self.compile_count = 0
-        run = generate(backend.prepare(graph), backend.lowerings)
+        run = generate(backend.prepare(graph), backend.lowerings, casts=_CASTS)
         dtypes = [(v.name, jax_dtype(v.dtype)) for v in graph.inputs]
 
         def traced(params: Mapping[str, jax.Array], inputs: Mapping[str, Any]) -> dict[str, jax.Array]:
@@ -127,9 +127,6 @@ backend = JaxBackend()
 lower = backend.lower
 
 
-_in_f32 = functools.partial(in_f32, half=_HALF, f32=jnp.float32, cast=lambda x, dt: x.astype(dt))
-
-
 # -- elementwise --------------------------------------------------------------------------------------
 for _op, _f in {"neg": jnp.negative, "abs": jnp.abs, "exp": jnp.exp, "log": jnp.log, "sqrt": jnp.sqrt,
                 "rsqrt": lax.rsqrt, "tanh": jnp.tanh, "erf": lax.erf, "sin": jnp.sin, "cos": jnp.cos,
@@ -161,7 +158,7 @@ def _reduction(f: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     return lambda x, *, axes, keepdims: f(x, axis=tuple(axes), keepdims=keepdims).astype(x.dtype)
 
 
-lower("reduce_sum")(_reduction(jnp.sum))  # jnp reductions accumulate f16/bf16 in f32
+lower("reduce_sum")(_reduction(jnp.sum))
 lower("reduce_mean")(_reduction(jnp.mean))
 lower("reduce_max")(_reduction(jnp.max))
 lower("reduce_min")(_reduction(jnp.min))
@@ -173,7 +170,6 @@ def _argmax(x, *, axis: int, keepdims: bool):
 
 
 @lower("cumsum")
-@_in_f32
 def _cumsum(x, *, axis: int, exclusive: bool, reverse: bool):
     out = lax.cumsum(x, axis % x.ndim, reverse=reverse)
     return out - x if exclusive else out
@@ -217,30 +213,23 @@ lower("dynamic_update_slice")(
 
 
 # -- contractions -------------------------------------------------------------------------------------
-@lower("matmul")
-def _matmul(a, b):
-    if a.dtype in _HALF:
-        return jnp.matmul(a, b, preferred_element_type=jnp.float32).astype(a.dtype)
-    return jnp.matmul(a, b)
+lower("matmul")(jnp.matmul)
 
 
 @lower("conv")
 def _conv(x, w, *, stride, padding, dilation, groups: int):
-    out = lax.conv_general_dilated(  # default dimension numbers are NC*, OI*, NC* (PyTorch's layout)
-        x, w, tuple(stride), [tuple(p) for p in padding], rhs_dilation=tuple(dilation), feature_group_count=groups,
-        preferred_element_type=jnp.float32 if x.dtype in _HALF else None)
-    return out.astype(x.dtype)
+    return lax.conv_general_dilated(  # default dimension numbers are NC*, OI*, NC* (PyTorch's layout)
+        x, w, tuple(stride), [tuple(p) for p in padding], rhs_dilation=tuple(dilation), feature_group_count=groups)
 
 
 # -- composites ----------------------------------------------------------------------------------
-lower("softmax")(_in_f32(lambda x, *, axis: jax.nn.softmax(x, axis=axis)))
-lower("log_softmax")(_in_f32(lambda x, *, axis: jax.nn.log_softmax(x, axis=axis)))
-lower("sigmoid")(_in_f32(jax.nn.sigmoid))
-lower("silu")(_in_f32(jax.nn.silu))
+lower("softmax")(lambda x, *, axis: jax.nn.softmax(x, axis=axis))
+lower("log_softmax")(lambda x, *, axis: jax.nn.log_softmax(x, axis=axis))
+lower("sigmoid")(jax.nn.sigmoid)
+lower("silu")(jax.nn.silu)
 
 
 @lower("gelu")
-@_in_f32
 def _gelu(x, *, approximate: str):
     # jax.nn.gelu's exact form uses erfc, which XLA's CPU backend runs ~4x slower than erf
     if approximate == "tanh":
@@ -249,7 +238,6 @@ def _gelu(x, *, approximate: str):
 
 
 @lower("layer_norm")
-@_in_f32
 def _layer_norm(x, weight=None, bias=None, *, eps: float):
     centered = x - jnp.mean(x, axis=-1, keepdims=True)
     y = centered * lax.rsqrt(jnp.mean(centered * centered, axis=-1, keepdims=True) + eps)
@@ -258,14 +246,12 @@ def _layer_norm(x, weight=None, bias=None, *, eps: float):
 
 
 @lower("rms_norm")
-@_in_f32
 def _rms_norm(x, weight=None, *, eps: float):
     y = x * lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps)
     return y if weight is None else y * weight
 
 
 @lower("attention")
-@_in_f32
 def _attention(q, k, v, mask=None, *, scale, causal: bool):
     """Attention in the graph's [B, H, S, D] layout. Grouped query heads are folded into the rows of
     their key/value head (a free reshape, no repeat of K/V). On CPU this is ~1.5x faster than

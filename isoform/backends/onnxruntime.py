@@ -9,13 +9,13 @@ one cached `onnxruntime.InferenceSession` per Program, on the CPU execution prov
 Sessions use every graph optimization (`ORT_ENABLE_ALL`) and `os.cpu_count()` intra-op threads;
 symbolic dims are dynamic axes, so any batch/sequence size runs without re-exporting. The opset is
 the newest one at which every operator isoform emits runs on a CPU kernel of the installed
-onnxruntime (`supported_opset`; 24 with onnxruntime 1.32, whose `Attention` kernel stops there). Parameters are a snapshot: to change them, compile again. bf16 inputs and outputs
-cross the session boundary as f32 (exact), since ORT's Python API has no bf16 arrays.
+onnxruntime (`backends.onnx.supported_opset`; 24 with onnxruntime 1.32, whose `Attention` kernel stops there).
+Parameters are a snapshot: to change them, compile again. bf16 inputs and outputs cross the session
+boundary as f32 (exact), since ORT's Python API has no bf16 arrays.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,39 +27,9 @@ import onnxruntime as ort
 
 from ..ir import Graph, all_ops
 from ..ir.dtypes import DType
-from . import onnx as export
 from .base import Backend, Program, check_inputs
-
-_OPEN = 2**31 - 1  # the end of an open-ended kernel version range
-
-
-@functools.cache
-def supported_opset() -> int:
-    """The newest opset at which every operator of `export.ONNX_OPS` (that exists at that opset) runs
-    on an ONNX Runtime CPU kernel rather than being inlined from its ONNX function body. Uses ORT's
-    own schema and kernel registries and its matching rule: an open-ended kernel serves only the
-    schema version it was registered for (so e.g. ORT 1.32 runs `Attention` natively up to opset 24)."""
-    from onnxruntime.capi import _pybind_state as C
-
-    if not hasattr(C, "get_all_opkernel_def"):  # a build without the registry API
-        return min(onnx.defs.onnx_opset_version(), max(export.OPSET_NEEDED.values()))
-    onnx_domain = ("", "ai.onnx")
-    ranges: dict[str, list[tuple[int, int]]] = {}
-    for k in C.get_all_opkernel_def():
-        if k.domain in onnx_domain and k.provider == "CPUExecutionProvider":
-            ranges.setdefault(k.op_name, []).append(tuple(k.version_range))
-    versions: dict[str, list[int]] = {}
-    for schema in C.get_all_operator_schema():
-        if schema.domain in onnx_domain:
-            versions.setdefault(schema.name, []).append(schema.since_version)
-
-    def runs(op: str, opset: int) -> bool:
-        since = max((v for v in versions.get(op, []) if v <= opset), default=None)
-        return since is None or any(lo == since or lo < since <= hi < _OPEN for lo, hi in ranges.get(op, []))
-
-    newest = min(onnx.defs.onnx_opset_version(), max(v for vs in versions.values() for v in vs))
-    return next((opset for opset in range(newest, export.MIN_OPSET, -1)
-                 if all(runs(op, opset) for op in export.ONNX_OPS)), export.MIN_OPSET)
+from .onnx import EXTERNAL_DATA_BYTES, supported_opset, to_model
+from .onnx_ops import LOWERINGS, lowerable
 
 
 class OnnxRuntimeBackend(Backend):
@@ -70,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self) -> None:
         super().__init__()
         self.opset = supported_opset()
-        self.lowerings = {op: export.LOWERINGS[op] for op in all_ops() if export.lowerable(op, self.opset)}
+        self.lowerings = {op: LOWERINGS[op] for op in all_ops() if lowerable(op, self.opset)}
 
     def compile(self, graph: Graph, params: Mapping[str, Any]) -> OnnxRuntimeProgram:
         return OnnxRuntimeProgram(self, graph, params)
@@ -97,9 +67,9 @@ class OnnxRuntimeProgram(Program):
     def __init__(self, backend: OnnxRuntimeBackend, graph: Graph, params: Mapping[str, Any]):
         super().__init__(backend, graph)
         self.params: dict[str, np.ndarray] = {p.name: backend.to_native(params[p.name], p.dtype) for p in graph.params}
-        model = export.to_model(graph, self.params, opset=backend.opset, f32_io_for_bf16=True)
+        model = to_model(graph, self.params, opset=backend.opset, f32_io_for_bf16=True)
         self._tmp = None
-        if sum(a.nbytes for a in self.params.values()) <= export.EXTERNAL_DATA_BYTES:
+        if sum(a.nbytes for a in self.params.values()) <= EXTERNAL_DATA_BYTES:
             source: Any = model.SerializeToString()
         else:  # protobuf cannot hold > 2 GB: load from a file with external data
             self._tmp = tempfile.TemporaryDirectory(prefix="isoform-ort-")

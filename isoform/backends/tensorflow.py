@@ -11,16 +11,15 @@ Natively lowered composites: softmax, log_softmax, gelu, sigmoid, silu (`tf.nn`)
 (`tf.nn.moments`) and attention (matmul with `transpose_b`, masking, softmax: TF has no fused CPU
 kernel; this is as fast as the decomposition and skips its transposes). rms_norm is decomposed.
 
-Half precision: matmul, conv and elementwise ops run in f16/bf16 (every kernel used exists on CPU);
-reductions, cumsum, softmax, layer_norm and attention upcast to f32 and round once, as the NumPy
-reference does. Workarounds for CPU kernels: conv runs channels-last (no NCHW on CPU), 3-d grouped
-conv runs one conv per group, stride with dilation strides by slicing, order comparisons of bools
-compare as int8, and dynamic_update_slice pads the update and selects it (no CPU kernel without XLA).
+Half precision follows `OpDef.half` (`base.Casts`): "upcast" ops given f16/bf16 values compute in
+f32 and round once, as the NumPy reference does. Workarounds for CPU kernels: conv runs channels-last
+(no NCHW on CPU), 3-d grouped conv runs one conv per group, stride with dilation strides by slicing,
+order comparisons of bools compare as int8, and dynamic_update_slice pads the update and selects it
+(no CPU kernel without XLA).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -35,11 +34,11 @@ import tensorflow as tf
 
 from ..ir import Graph
 from ..ir.dtypes import DType
-from .base import Backend, Lowering, Program, check_inputs, check_params, generate, in_f32, symbol_sizes
+from .base import Backend, Casts, Lowering, Program, check_inputs, check_params, generate, symbol_sizes
 
 _TF = {DType.f32: tf.float32, DType.f16: tf.float16, DType.bf16: tf.bfloat16, DType.i32: tf.int32,
        DType.i64: tf.int64, DType.bool: tf.bool}
-_HALF = (tf.float16, tf.bfloat16)
+_CASTS = Casts(_TF.__getitem__, (tf.float16, tf.bfloat16), tf.float32, tf.cast)
 _NATIVE = (tf.Tensor, tf.Variable)
 
 
@@ -90,7 +89,7 @@ class TensorflowProgram(Program):
         self.module = self.params = tf.Module(name=re.sub(r"\W", "_", graph.name))
         self.module.variables_by_name = variables = {p.name: _variable(params[p.name], p.name, p.dtype)
                                                      for p in graph.params}
-        run = generate(backend.prepare(graph), backend.lowerings)
+        run = generate(backend.prepare(graph), backend.lowerings, casts=_CASTS)
         names = [v.name for v in graph.inputs]
 
         def forward(*args: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -144,9 +143,6 @@ def _dtype_of(x: Any) -> np.dtype:
 
 backend = TensorflowBackend()
 lower = backend.lower
-
-
-_in_f32 = functools.partial(in_f32, half=_HALF, f32=tf.float32, cast=tf.cast)
 
 
 def _shape(dims: Any) -> Any:
@@ -204,8 +200,8 @@ def _reduction(tf_fn: Callable[..., Any]) -> Lowering:
     return lambda x, *, axes, keepdims: tf_fn(x, axis=axes, keepdims=keepdims)
 
 
-lower("reduce_sum")(_in_f32(_reduction(tf.reduce_sum)))
-lower("reduce_mean")(_in_f32(_reduction(tf.reduce_mean)))
+lower("reduce_sum")(_reduction(tf.reduce_sum))
+lower("reduce_mean")(_reduction(tf.reduce_mean))
 lower("reduce_max")(_reduction(tf.reduce_max))
 lower("reduce_min")(_reduction(tf.reduce_min))
 
@@ -217,7 +213,6 @@ def _argmax(x, *, axis, keepdims):
 
 
 @lower("cumsum")
-@_in_f32
 def _cumsum(x, *, axis, exclusive, reverse):
     return tf.math.cumsum(x, axis=axis, exclusive=exclusive, reverse=reverse)
 
@@ -321,13 +316,12 @@ def _conv(x, w, *, stride, padding, dilation, groups):
 
 
 # -- composites ------------------------------------------------------------------------------------
-lower("softmax")(_in_f32(lambda x, *, axis: tf.nn.softmax(x, axis=axis)))
-lower("log_softmax")(_in_f32(lambda x, *, axis: tf.nn.log_softmax(x, axis=axis)))
+lower("softmax")(lambda x, *, axis: tf.nn.softmax(x, axis=axis))
+lower("log_softmax")(lambda x, *, axis: tf.nn.log_softmax(x, axis=axis))
 lower("gelu")(lambda x, *, approximate: tf.nn.gelu(x, approximate=approximate == "tanh"))
 
 
 @lower("layer_norm")
-@_in_f32
 def _layer_norm(x, weight=None, bias=None, *, eps):
     mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
     y = (x - mean) * tf.math.rsqrt(var + eps)
@@ -336,7 +330,6 @@ def _layer_norm(x, weight=None, bias=None, *, eps):
 
 
 @lower("attention")
-@_in_f32
 def _attention(q, k, v, mask=None, *, scale, causal):
     groups = q.shape[1] // k.shape[1]
     if groups > 1:

@@ -1,7 +1,6 @@
 """The PyTorch backend: a graph becomes a `torch.nn.Module` whose forward is a straight-line function
-of eager torch ops (generated once by `base.generate`), with native kernels for the composites:
-`attention` -> `F.scaled_dot_product_attention`, `layer_norm`, `rms_norm`, `gelu`, `softmax`,
-`log_softmax`, `sigmoid`, `silu`.
+of eager torch ops (generated once by `base.generate`), with native kernels for the composites
+(`attention` -> `F.scaled_dot_product_attention`, layer_norm, rms_norm, gelu, softmax, log_softmax, ...).
 
     program = isoform.backends.get("torch").compile(graph, params)
     out = program(input_ids=ids)            # numpy or torch inputs; runs under torch.inference_mode()
@@ -10,12 +9,12 @@ of eager torch ops (generated once by `base.generate`), with native kernels for 
     torch.optim.SGD(module.parameters(), lr=0.1)   # named_parameters(): the graph's dotted names
     module.to("cuda"); module.half()        # numpy inputs, constants and casts follow the move
 
-Parameters are nested submodules split at the dots of their graph names (`encoder.layer.0.attention.
-query.weight`), so `state_dict()`/`load_state_dict()` use the graph's names; float parameters are
-`nn.Parameter`s, integer/bool ones buffers. `program(...)` skips autograd (inference tensors, the
-fast path); set `program.inference_mode = False`, or call `program.module(...)`, to train through it.
-After `module.to(dtype)` the graph's declared float dtype maps to the new one (inputs, constants,
-iota and casts), so `module.half()` runs the whole graph in half precision.
+Parameters are nested submodules split at the dots of their graph names, so `state_dict()` and
+`load_state_dict()` use the graph's names; float parameters are `nn.Parameter`s, integer/bool ones
+buffers. `program(...)` skips autograd (inference tensors, the fast path); to train through it, set
+`program.inference_mode = False` or call `program.module(...)`. After `module.to(dtype)` the graph's
+declared float dtype maps to the new one (inputs, constants, iota and casts): `module.half()` runs
+the graph on f16 values ("upcast" ops in f32, see `OpDef.half`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from torch import nn
 from ..errors import BackendError
 from ..ir import Graph, all_ops
 from ..ir.dtypes import DType, as_dtype
-from .base import Backend, Program, check_inputs, check_params, generate, matmul_bias_pairs
+from .base import Backend, Casts, Program, check_inputs, check_params, generate, matmul_bias_pairs
 
 TORCH = {DType.f32: torch.float32, DType.f16: torch.float16, DType.bf16: torch.bfloat16,
          DType.i32: torch.int32, DType.i64: torch.int64, DType.bool: torch.bool}
@@ -111,10 +110,8 @@ class GraphModule(nn.Module):
                     if part not in owner._modules:
                         owner.add_module(part, nn.Module())
                     owner = owner._modules[part]
-                if isinstance(t, nn.Parameter):
-                    owner.register_parameter(leaf, t)
-                else:
-                    owner.register_buffer(leaf, t)
+                register = owner.register_parameter if isinstance(t, nn.Parameter) else owner.register_buffer
+                register(leaf, t)
             except (KeyError, TypeError) as e:
                 raise BackendError(f"parameter name {name!r} cannot be laid out as nested nn.Modules: {e}") from None
             where[name] = (owner._parameters if isinstance(t, nn.Parameter) else owner._buffers, leaf)
@@ -125,7 +122,6 @@ class GraphModule(nn.Module):
         self._declared = next((p.dtype for p in graph.params if p.dtype.is_float), None)
         self._envs: dict[tuple, tuple[dict[str, int], bool]] = {}
         self._consts: dict[tuple, torch.Tensor] = {}
-        self._fused = _fused_linears(prepared)
         self._moved()
 
     def extra_repr(self) -> str:
@@ -150,12 +146,13 @@ class GraphModule(nn.Module):
         self._consts.clear()
         self._envs.clear()
         self._inputs = [(v.name, dt[v.dtype]) for v in self._graph.inputs]
+        casts = Casts(dt.__getitem__, (torch.float16, torch.bfloat16), torch.float32, torch.Tensor.to)
         self._run = generate(self._prepared, {
             **self._backend.lowerings,
             "cast": lambda x, *, dtype: x.to(dt[dtype]),
             "constant": lambda *, value, dtype: self._constant(value, dt[dtype]),
             "iota": lambda *, shape, axis, dtype: _iota(shape, axis, dt[dtype], self._device),
-        }, overrides=self._fused)
+        }, casts=casts, overrides=_fused_linears(self._prepared, casts))
 
     def _constant(self, value: Any, dtype: torch.dtype) -> torch.Tensor:
         key = (id(value), dtype)  # `value` is the node's attribute object: stable for the graph's life
@@ -195,12 +192,12 @@ class GraphModule(nn.Module):
         return xs, hit
 
 
-def _fused_linears(graph: Graph) -> dict[int, Any]:
+def _fused_linears(graph: Graph, casts: Casts) -> dict[int, Any]:
     """Node lowerings running each matmul + bias add (`base.matmul_bias_pairs`) as one `torch.addmm`,
     which adds the bias inside the GEMM rather than in another pass over its output (measured on
     torch 2.13 CPU, 2 threads, x [8,128,768]: 768->768 linear 32 -> 24 ms, 768->3072 73 -> 66 ms)."""
     fused: dict[int, Any] = {}
-    for i, j, k in matmul_bias_pairs(graph):
+    for i, j, k in matmul_bias_pairs(graph, casts):
         fused[i] = lambda x, w: (x, w)  # deferred to its only use, the add
         fused[j] = _addmm if k == 1 else lambda bias, xw: _addmm(xw, bias)
     return fused
@@ -228,8 +225,7 @@ class TorchProgram(Program):
         return self.module._call(inputs)
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        live = self.module._params
-        return {p.name: np.array(self.backend.to_numpy(live[p.name])) for p in self.graph.params}
+        return {p.name: np.array(self.backend.to_numpy(self.module._params[p.name])) for p in self.graph.params}
 
     def native_params(self) -> Mapping[str, torch.Tensor]:
         return self.module.state_dict(keep_vars=True)
@@ -389,13 +385,7 @@ lower("rms_norm")(lambda x, weight=None, *, eps: F.rms_norm(x, x.shape[-1:], wei
 @lower("attention")
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, *,
                scale: float | None, causal: bool) -> torch.Tensor:
-    """SDPA with the reference's masking: masked scores get the lowest finite value (an additive
-    mask), so fully masked rows average the values. f16 on CPU computes in f32 (as the reference
-    does), because f32 is what keeps `score + lowest` equal to `lowest` there."""
-    dtype = q.dtype
-    if dtype == torch.float16 and q.device.type == "cpu":
-        q, k, v = q.float(), k.float(), v.float()
-        mask = mask if mask is None or mask.dtype == torch.bool else mask.float()
+    """SDPA, masked as in the reference: masked scores get the lowest finite value (rows average)."""
     low = torch.finfo(q.dtype).min
     if causal and mask is not None:
         keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
@@ -405,6 +395,5 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
         mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, low)
     if v.shape[:3] != k.shape[:3]:
         v = v.expand(*k.shape[:3], v.shape[3])
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
-                                         enable_gqa=q.shape[1] != k.shape[1])
-    return out.to(dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale,
+                                          enable_gqa=q.shape[1] != k.shape[1])

@@ -3,10 +3,13 @@ a NumPy reference and (for composites) a decomposition into smaller ops."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from ..errors import GraphError
 from . import dims as D
@@ -109,10 +112,49 @@ class Attr:
     choices: tuple = ()
 
 
+def in_f32(f: Callable[..., Any], *, half: Collection[Any], f32: Any,
+           cast: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """`f` run in `f32` on f16/bf16 inputs (`half`: a framework's two dtypes for them): inputs of the
+    first such dtype are cast to `f32` with `cast(x, dtype)`, and `f32` outputs cast back, so each
+    result is rounded once. How the reference and every backend run ``half="upcast"`` ops."""
+
+    def run(*args: Any, **attrs: Any) -> Any:
+        dt = next((a.dtype for a in args if a is not None and a.dtype in half), None)
+        if dt is None:
+            return f(*args, **attrs)
+        out = f(*[cast(a, f32) if a is not None and a.dtype == dt else a for a in args], **attrs)
+        if isinstance(out, tuple):
+            return tuple(cast(o, dt) if o.dtype == f32 else o for o in out)
+        return cast(out, dt) if out.dtype == f32 else out
+
+    return run
+
+
+def _reference_in_f32(ref: Callable[..., Any]) -> Callable[..., Any]:
+    run = in_f32(ref, half=(DType.f16.numpy, DType.bf16.numpy), f32=DType.f32.numpy,
+                 cast=lambda a, dt: a.astype(dt))
+
+    @functools.wraps(ref)
+    def reference(*args: Any, **attrs: Any) -> Any:
+        return run(*[None if a is None else np.asarray(a) for a in args], **attrs)
+
+    return reference
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One op: inputs (names; ``?name`` optional, ``*name`` variadic), attributes, number of outputs,
-    shape/dtype inference, NumPy reference, and optional decomposition (composite ops)."""
+    shape/dtype inference, NumPy reference, optional decomposition (composite ops), and `half`, its
+    half-precision policy, which the reference and every backend follow:
+
+    - ``"upcast"``: f16/bf16 inputs are cast to f32 for the computation and the result is cast back
+      (rounded once), so backends agree with the reference whatever their half kernels do. Every op
+      that computes is "upcast", also those where f32 changes no value (neg, abs, comparisons, argmax,
+      top_k), whose f32 kernels exist on every backend (ONNX Runtime's CPU has few bf16 ones).
+    - ``"native"``: runs in the input dtype: ops that only move, select or create data (exact in any
+      dtype), and the bool-only logical ops.
+
+    `reference` is given as written for f32; for "upcast" ops the OpDef wraps it in `in_f32`."""
 
     name: str
     inputs: tuple[str, ...]
@@ -122,6 +164,13 @@ class OpDef:
     num_outputs: int = 1
     decompose: Callable[..., Any] | None = None
     doc: str = ""
+    half: Literal["upcast", "native"] = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.half not in ("upcast", "native"):
+            raise GraphError(f"op {self.name!r}: half must be 'upcast' or 'native', got {self.half!r}")
+        if self.half == "upcast":
+            object.__setattr__(self, "reference", _reference_in_f32(self.reference))
 
     @property
     def is_composite(self) -> bool:

@@ -1,8 +1,7 @@
-"""Helpers shared by the op modules: type checks, broadcasting inference, half-precision references."""
+"""Helpers shared by the op modules: type checks and broadcasting inference."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,20 +40,3 @@ def axis(op: str, a: int, rank: int) -> int:
 
 def as_np(x: Any) -> np.ndarray:
     return np.asarray(x)
-
-
-def in_f32(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    """Wrap a float reference so f16/bf16 inputs compute in f32 and round once at the end."""
-
-    def ref(*args: Any, **attrs: Any) -> np.ndarray:
-        arrays = [None if a is None else as_np(a) for a in args]
-        dt = next((a.dtype for a in arrays if a is not None and a.dtype in (DType.f16.numpy, DType.bf16.numpy)), None)
-        if dt is None:
-            return fn(*arrays, **attrs)
-        up = [a.astype(np.float32) if a is not None and a.dtype == dt else a for a in arrays]
-        out = fn(*up, **attrs)
-        return tuple(o.astype(dt) if o.dtype == np.float32 else o for o in out) if isinstance(out, tuple) else out.astype(dt)
-
-    ref.__name__ = fn.__name__
-    ref.__doc__ = fn.__doc__
-    return ref

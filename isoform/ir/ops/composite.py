@@ -10,6 +10,9 @@ Attention semantics: q [B,Hq,Sq,D], k [B,Hk,Sk,D], v [B,Hk,Sk,Dv] with Hq a mult
 [B,Hq,Sq,Sk]; `causal` keeps key j <= query i (top-left aligned, as torch and JAX; applied after the mask); `scale`
 defaults to 1/sqrt(D). Masked scores become the dtype's lowest finite value, not -inf, so a fully
 masked row averages all values (as transformers does) instead of giving NaN.
+
+Half precision: every composite is "upcast" (`OpDef.half`): lowered natively, it computes f16/bf16
+inputs in f32 and rounds the result once; decomposed, each of its (also "upcast") primitives does.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .. import dims as D
 from ..builder import fn
 from ..dtypes import DType
 from ..registry import Attr, OpDef, TensorType, register
-from ._common import as_np, broadcast, float_dtype, in_f32, require, same_dtype
+from ._common import as_np, broadcast, float_dtype, require, same_dtype
 from ._common import axis as norm_axis
 from .elementwise import _erf
 
@@ -48,8 +51,8 @@ def _dec_softmax(x, *, axis: int):
     return e / e.sum(axis, keepdims=True)
 
 
-register(OpDef("softmax", ("x",), _float_unary("softmax"), in_f32(_ref_softmax), {"axis": Attr("int", -1)},
-               decompose=_dec_softmax, doc="exp(x - max) / sum(exp(x - max)) along `axis`"))
+register(OpDef("softmax", ("x",), _float_unary("softmax"), _ref_softmax, {"axis": Attr("int", -1)},
+               half="upcast", decompose=_dec_softmax, doc="exp(x - max) / sum(exp(x - max)) along `axis`"))
 
 
 def _ref_log_softmax(x, *, axis: int):
@@ -63,8 +66,8 @@ def _dec_log_softmax(x, *, axis: int):
     return s - fn.log(fn.exp(s).sum(axis, keepdims=True))
 
 
-register(OpDef("log_softmax", ("x",), _float_unary("log_softmax"), in_f32(_ref_log_softmax), {"axis": Attr("int", -1)},
-               decompose=_dec_log_softmax, doc="x - logsumexp(x) along `axis`"))
+register(OpDef("log_softmax", ("x",), _float_unary("log_softmax"), _ref_log_softmax, {"axis": Attr("int", -1)},
+               half="upcast", decompose=_dec_log_softmax, doc="x - logsumexp(x) along `axis`"))
 
 
 def _infer_norm(name: str):
@@ -95,8 +98,8 @@ def _dec_layer_norm(x, weight=None, bias=None, *, eps: float):
     return y if bias is None else y + bias
 
 
-register(OpDef("layer_norm", ("x", "?weight", "?bias"), _infer_norm("layer_norm"), in_f32(_ref_layer_norm),
-               {"eps": Attr("float", 1e-5)}, decompose=_dec_layer_norm,
+register(OpDef("layer_norm", ("x", "?weight", "?bias"), _infer_norm("layer_norm"), _ref_layer_norm,
+               {"eps": Attr("float", 1e-5)}, half="upcast", decompose=_dec_layer_norm,
                doc="(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance)"))
 
 
@@ -111,8 +114,8 @@ def _dec_rms_norm(x, weight=None, *, eps: float):
     return y if weight is None else y * weight
 
 
-register(OpDef("rms_norm", ("x", "?weight"), _infer_norm("rms_norm"), in_f32(_ref_rms_norm),
-               {"eps": Attr("float", 1e-6)}, decompose=_dec_rms_norm,
+register(OpDef("rms_norm", ("x", "?weight"), _infer_norm("rms_norm"), _ref_rms_norm,
+               {"eps": Attr("float", 1e-6)}, half="upcast", decompose=_dec_rms_norm,
                doc="x / sqrt(mean(x**2) + eps) * weight over the last axis"))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -133,8 +136,9 @@ def _dec_gelu(x, *, approximate: str):
     return 0.5 * x * (1.0 + fn.erf(x * (1.0 / math.sqrt(2.0))))
 
 
-register(OpDef("gelu", ("x",), _float_unary("gelu"), in_f32(_ref_gelu),
-               {"approximate": Attr("str", "none", choices=("none", "tanh"))}, decompose=_dec_gelu,
+register(OpDef("gelu", ("x",), _float_unary("gelu"), _ref_gelu,
+               {"approximate": Attr("str", "none", choices=("none", "tanh"))}, half="upcast",
+               decompose=_dec_gelu,
                doc="x * Phi(x), exact (erf) or with the tanh approximation"))
 
 
@@ -143,10 +147,10 @@ def _ref_sigmoid(x):
     return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(x.dtype)
 
 
-register(OpDef("sigmoid", ("x",), _float_unary("sigmoid"), in_f32(_ref_sigmoid),
-               decompose=lambda x: 1.0 / (1.0 + fn.exp(-x)), doc="1 / (1 + exp(-x))"))
-register(OpDef("silu", ("x",), _float_unary("silu"), in_f32(lambda x: (as_np(x) * _ref_sigmoid(x)).astype(as_np(x).dtype)),
-               decompose=lambda x: x * fn.sigmoid(x), doc="x * sigmoid(x) (a.k.a. swish)"))
+register(OpDef("sigmoid", ("x",), _float_unary("sigmoid"), _ref_sigmoid,
+               half="upcast", decompose=lambda x: 1.0 / (1.0 + fn.exp(-x)), doc="1 / (1 + exp(-x))"))
+register(OpDef("silu", ("x",), _float_unary("silu"), lambda x: (as_np(x) * _ref_sigmoid(x)).astype(as_np(x).dtype),
+               half="upcast", decompose=lambda x: x * fn.sigmoid(x), doc="x * sigmoid(x) (a.k.a. swish)"))
 
 
 def _infer_attention(q: TensorType, k: TensorType, v: TensorType, mask: TensorType | None = None, *,
@@ -202,6 +206,7 @@ def _dec_attention(q, k, v, mask=None, *, scale, causal: bool):
     return fn.softmax(s, axis=-1) @ v
 
 
-register(OpDef("attention", ("q", "k", "v", "?mask"), _infer_attention, in_f32(_ref_attention),
-               {"scale": Attr("opt_float", None), "causal": Attr("bool", False)}, decompose=_dec_attention,
+register(OpDef("attention", ("q", "k", "v", "?mask"), _infer_attention, _ref_attention,
+               {"scale": Attr("opt_float", None), "causal": Attr("bool", False)}, half="upcast",
+               decompose=_dec_attention,
                doc="softmax(q @ k^T * scale + mask) @ v with grouped-query heads; see the module docstring"))

@@ -7,7 +7,9 @@ into integers (T5 relative positions); comparisons, `logical_*` and `where` buil
 `cast` moves between dtypes; `constant` and `iota` create values (scalars, position ranges).
 
 Dtype rule: binary ops need both inputs of one dtype (numbers in layer code are cast by the
-builder); comparisons give bool. Shape rule: NumPy broadcasting.
+builder); comparisons give bool. Shape rule: NumPy broadcasting. Half precision (`OpDef.half`):
+arithmetic, transcendental functions and comparisons are "upcast" (f16/bf16 computed in f32, rounded
+once); `logical_*`, `where`, `cast`, `constant` and `iota` are "native".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from scipy.special import erf as _erf  # exact to double precision; NumPy has no
 from .. import dims as D
 from ..dtypes import DType
 from ..registry import Attr, OpDef, TensorType, register
-from ._common import as_np, broadcast, float_dtype, in_f32, require, same_dtype
+from ._common import as_np, broadcast, float_dtype, require, same_dtype
 
 
 def _unary(name: str, ref, *, floats: bool = True, doc: str = "") -> None:
@@ -33,7 +35,7 @@ def _unary(name: str, ref, *, floats: bool = True, doc: str = "") -> None:
         x = as_np(x)
         return np.asarray(ref(x)).astype(x.dtype)
 
-    register(OpDef(name, ("x",), infer, in_f32(reference) if floats else reference, doc=doc))
+    register(OpDef(name, ("x",), infer, reference, doc=doc, half="upcast"))
 
 
 _unary("neg", np.negative, floats=False, doc="-x")
@@ -62,7 +64,7 @@ def _binary(name: str, ref, *, floats: bool = False, doc: str = "") -> None:
         a, b = as_np(a), as_np(b)
         return np.asarray(ref(a, b)).astype(a.dtype)
 
-    register(OpDef(name, ("a", "b"), infer, in_f32(reference), doc=doc))
+    register(OpDef(name, ("a", "b"), infer, reference, doc=doc, half="upcast"))
 
 
 _binary("add", np.add, doc="a + b")
@@ -81,7 +83,7 @@ def _compare(name: str, ref, *, logical: bool = False) -> None:
         return [TensorType(broadcast(name, a, b), DType.bool)]
 
     register(OpDef(name, ("a", "b"), infer, lambda a, b: np.asarray(ref(as_np(a), as_np(b))),
-                   doc=f"elementwise {ref.__name__}, giving bool"))
+                   doc=f"elementwise {ref.__name__}, giving bool", half="native" if logical else "upcast"))
 
 
 for _name, _ref in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
@@ -96,7 +98,8 @@ def _infer_not(x: TensorType) -> list[TensorType]:
     return [x]
 
 
-register(OpDef("logical_not", ("x",), _infer_not, lambda x: np.logical_not(as_np(x)), doc="not x (bool)"))
+register(OpDef("logical_not", ("x",), _infer_not, lambda x: np.logical_not(as_np(x)), half="native",
+               doc="not x (bool)"))
 
 
 def _infer_where(cond: TensorType, a: TensorType, b: TensorType) -> list[TensorType]:
@@ -106,7 +109,7 @@ def _infer_where(cond: TensorType, a: TensorType, b: TensorType) -> list[TensorT
 
 register(OpDef("where", ("cond", "a", "b"), _infer_where,
                lambda c, a, b: np.where(as_np(c), as_np(a), as_np(b)).astype(as_np(a).dtype),
-               doc="a where cond else b, broadcast"))
+               doc="a where cond else b, broadcast", half="native"))
 
 
 def _infer_cast(x: TensorType, *, dtype: DType) -> list[TensorType]:
@@ -120,7 +123,7 @@ def _ref_cast(x, *, dtype: DType):
     return x.astype(dtype.numpy)
 
 
-register(OpDef("cast", ("x",), _infer_cast, _ref_cast, {"dtype": Attr("dtype")},
+register(OpDef("cast", ("x",), _infer_cast, _ref_cast, {"dtype": Attr("dtype")}, half="native",
                doc="convert to `dtype`; float->int truncates toward zero, float rounding is to nearest"))
 
 
@@ -132,7 +135,7 @@ def _infer_constant(*, value, dtype: DType) -> list[TensorType]:
 
 register(OpDef("constant", (), _infer_constant, lambda *, value, dtype: np.asarray(value).astype(dtype.numpy),
                {"value": Attr("value"), "dtype": Attr("dtype")},
-               doc="a constant: a scalar or small nested list of numbers, of `dtype`"))
+               doc="a constant: a scalar or small nested list of numbers, of `dtype`", half="native"))
 
 
 def _infer_iota(*, shape, axis: int, dtype: DType) -> list[TensorType]:
@@ -150,4 +153,4 @@ def _ref_iota(*, shape, axis: int, dtype: DType):
 
 register(OpDef("iota", (), _infer_iota, _ref_iota,
                {"shape": Attr("dims"), "axis": Attr("int", 0), "dtype": Attr("dtype", DType.i64)},
-               doc="0, 1, 2, ... along `axis`, broadcast to `shape` (dims may be symbolic)"))
+               doc="0, 1, 2, ... along `axis`, broadcast to `shape` (dims may be symbolic)", half="native"))

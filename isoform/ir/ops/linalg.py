@@ -3,6 +3,7 @@
 Why each exists: `matmul` is every projection and the attention products (batched, NumPy
 broadcasting over leading dims); `conv` is the patch embedding of vision models and the feature
 encoder of speech models (1-d/2-d, stride, padding, dilation, groups; PyTorch's NC* layout).
+Both are "upcast" (`OpDef.half`): f16/bf16 operands are multiplied and accumulated in f32, rounded once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 
 from .. import dims as D
 from ..registry import Attr, OpDef, TensorType, register
-from ._common import as_np, float_dtype, in_f32, require, same_dtype
+from ._common import as_np, float_dtype, require, same_dtype
 
 
 def _infer_matmul(a: TensorType, b: TensorType) -> list[TensorType]:
@@ -32,7 +33,7 @@ def _ref_matmul(a, b):
     return np.matmul(a, b)
 
 
-register(OpDef("matmul", ("a", "b"), _infer_matmul, in_f32(_ref_matmul),
+register(OpDef("matmul", ("a", "b"), _infer_matmul, _ref_matmul, half="upcast",
                doc="a @ b over the last two dims, leading dims broadcast (float math accumulates in f64 in the reference)"))
 
 
@@ -71,6 +72,7 @@ def _ref_conv(x, w, *, stride, padding, dilation, groups):
     return out
 
 
-register(OpDef("conv", ("x", "w"), _infer_conv, in_f32(lambda x, w, **a: _ref_conv(x, w, **a).astype(as_np(x).dtype)),
+register(OpDef("conv", ("x", "w"), _infer_conv, lambda x, w, **a: _ref_conv(x, w, **a).astype(as_np(x).dtype),
                {"stride": Attr("ints"), "padding": Attr("pads"), "dilation": Attr("ints"), "groups": Attr("int", 1)},
+               half="upcast",
                doc="cross-correlation like torch.nn.functional.conv{1,2,3}d: x [N,C,*S], w [O,C/groups,*K], no bias"))

@@ -3,6 +3,9 @@
 Why each exists: `reduce_sum`/`reduce_mean` for norms, pooling and losses; `reduce_max`/`reduce_min`
 for numerically stable softmax and masks; `argmax` for greedy decoding; `top_k` for top-k sampling
 and beam search; `cumsum` for position ids from padding masks (RoBERTa, left-padded decoders).
+
+Half precision (`OpDef.half`): all are "upcast": f16/bf16 inputs are computed in f32 and the result
+rounded once (for max, min, argmax and top_k that changes no value).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..registry import Attr, OpDef, TensorType, register
-from ._common import as_np, in_f32, require
+from ._common import as_np, require
 from ._common import axis as norm_axis
 
 
@@ -33,8 +36,8 @@ def _reduction(name: str, ref, *, floats: bool = False, doc: str = "") -> None:
         x = as_np(x)
         return np.asarray(ref(x, axis=tuple(axes), keepdims=keepdims)).astype(x.dtype)
 
-    register(OpDef(name, ("x",), infer, in_f32(reference),
-                   {"axes": Attr("ints"), "keepdims": Attr("bool", False)}, doc=doc))
+    register(OpDef(name, ("x",), infer, reference, {"axes": Attr("ints"), "keepdims": Attr("bool", False)},
+                   half="upcast", doc=doc))
 
 
 _reduction("reduce_sum", np.sum, doc="sum over `axes`")
@@ -50,7 +53,7 @@ def _infer_argmax(x: TensorType, *, axis: int, keepdims: bool) -> list[TensorTyp
 
 register(OpDef("argmax", ("x",), _infer_argmax,
                lambda x, *, axis, keepdims: np.argmax(as_np(x), axis=axis, keepdims=keepdims).astype(np.int64),
-               {"axis": Attr("int"), "keepdims": Attr("bool", False)},
+               {"axis": Attr("int"), "keepdims": Attr("bool", False)}, half="upcast",
                doc="index of the max along `axis` (first one on ties), i64"))
 
 
@@ -69,8 +72,9 @@ def _ref_cumsum(x, *, axis: int, exclusive: bool, reverse: bool):
     return np.ascontiguousarray(np.flip(out, axis) if reverse else out)
 
 
-register(OpDef("cumsum", ("x",), _infer_cumsum, in_f32(_ref_cumsum),
+register(OpDef("cumsum", ("x",), _infer_cumsum, _ref_cumsum,
                {"axis": Attr("int"), "exclusive": Attr("bool", False), "reverse": Attr("bool", False)},
+               half="upcast",
                doc="running sum along `axis`; `exclusive` leaves out the element itself, `reverse` runs from the end"))
 
 
@@ -89,4 +93,5 @@ def _ref_top_k(x, *, k: int):
 
 
 register(OpDef("top_k", ("x",), _infer_top_k, _ref_top_k, {"k": Attr("int")}, num_outputs=2,
+               half="upcast",
                doc="the k largest values along the last axis, descending, and their i64 indices (lower index first on ties)"))

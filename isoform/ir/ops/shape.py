@@ -5,6 +5,9 @@ masks and grouped-query K/V; `slice` takes the CLS token, halves for rotary embe
 windows; `concat` joins rotary halves and fused projections; `gather` is the embedding lookup;
 `pad` pads convolutions and position tables; `dynamic_slice`/`dynamic_update_slice` read and
 write a static-size KV cache at a position given as a tensor.
+
+Half precision: all are "native" (`OpDef.half`): they move data, exact in any dtype, so f16/bf16
+values stay in their own dtype.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def _comparable(a: D.Dim, b: D.Dim) -> bool:
 
 register(OpDef("reshape", ("x",), _infer_reshape,
                lambda x, *, shape: as_np(x).reshape([int(d) for d in shape]), {"shape": Attr("dims")},
-               doc="same elements, new shape; dims may be symbolic, one may be -1"))
+               half="native", doc="same elements, new shape; dims may be symbolic, one may be -1"))
 
 
 def _infer_transpose(x: TensorType, *, perm) -> list[TensorType]:
@@ -48,7 +51,7 @@ def _infer_transpose(x: TensorType, *, perm) -> list[TensorType]:
 
 
 register(OpDef("transpose", ("x",), _infer_transpose, lambda x, *, perm: np.transpose(as_np(x), perm).copy(),
-               {"perm": Attr("ints")}, doc="permute axes"))
+               {"perm": Attr("ints")}, half="native", doc="permute axes"))
 
 
 def _infer_broadcast_to(x: TensorType, *, shape) -> list[TensorType]:
@@ -60,7 +63,7 @@ def _infer_broadcast_to(x: TensorType, *, shape) -> list[TensorType]:
 
 register(OpDef("broadcast_to", ("x",), _infer_broadcast_to,
                lambda x, *, shape: np.broadcast_to(as_np(x), [int(d) for d in shape]).copy(), {"shape": Attr("dims")},
-               doc="NumPy broadcast to `shape` (dims may be symbolic)"))
+               half="native", doc="NumPy broadcast to `shape` (dims may be symbolic)"))
 
 
 def _slice_len(d: D.Dim, start: int, stop: int | None, step: int) -> D.Dim:
@@ -93,7 +96,7 @@ def _ref_slice(x, *, axes, starts, stops, steps):
 
 register(OpDef("slice", ("x",), _infer_slice, _ref_slice,
                {"axes": Attr("ints"), "starts": Attr("ints"), "stops": Attr("opt_ints"), "steps": Attr("ints")},
-               doc="static Python-style slicing x[start:stop:step] on `axes` (negative indices count from the end; stop null = end)"))
+               half="native", doc="static Python-style slicing x[start:stop:step] on `axes` (negative indices count from the end; stop null = end)"))
 
 
 def _infer_concat(*xs: TensorType, axis: int) -> list[TensorType]:
@@ -113,7 +116,7 @@ def _infer_concat(*xs: TensorType, axis: int) -> list[TensorType]:
 
 
 register(OpDef("concat", ("*xs",), _infer_concat, lambda *xs, axis: np.concatenate([as_np(x) for x in xs], axis),
-               {"axis": Attr("int")}, doc="join inputs along `axis`"))
+               {"axis": Attr("int")}, half="native", doc="join inputs along `axis`"))
 
 
 def _infer_gather(x: TensorType, idx: TensorType, *, axis: int) -> list[TensorType]:
@@ -131,7 +134,7 @@ def _ref_gather(x, idx, *, axis):
 
 
 register(OpDef("gather", ("x", "indices"), _infer_gather, _ref_gather, {"axis": Attr("int", 0)},
-               doc="np.take(x, indices, axis): output shape x[:axis] + indices + x[axis+1:]; indices must be in range"))
+               half="native", doc="np.take(x, indices, axis): output shape x[:axis] + indices + x[axis+1:]; indices must be in range"))
 
 
 def _infer_pad(x: TensorType, *, pads, value) -> list[TensorType]:
@@ -142,7 +145,7 @@ def _infer_pad(x: TensorType, *, pads, value) -> list[TensorType]:
 
 register(OpDef("pad", ("x",), _infer_pad,
                lambda x, *, pads, value: np.pad(as_np(x), pads, constant_values=np.asarray(value).astype(as_np(x).dtype)),
-               {"pads": Attr("pads"), "value": Attr("float", 0.0)}, doc="constant padding, [low, high] per axis"))
+               {"pads": Attr("pads"), "value": Attr("float", 0.0)}, half="native", doc="constant padding, [low, high] per axis"))
 
 
 def _check_starts(op: str, x: TensorType, starts) -> None:
@@ -167,7 +170,7 @@ def _clamped(x: np.ndarray, starts, sizes) -> tuple[slice, ...]:
 
 register(OpDef("dynamic_slice", ("x", "*starts"), _infer_dynamic_slice,
                lambda x, *starts, sizes: as_np(x)[_clamped(as_np(x), starts, sizes)].copy(), {"sizes": Attr("dims")},
-               doc="x[starts : starts+sizes] with starts as integer scalar tensors, clamped into range (like lax.dynamic_slice)"))
+               half="native", doc="x[starts : starts+sizes] with starts as integer scalar tensors, clamped into range (like lax.dynamic_slice)"))
 
 
 def _infer_dus(x: TensorType, update: TensorType, *starts: TensorType) -> list[TensorType]:
@@ -185,4 +188,4 @@ def _ref_dus(x, update, *starts):
 
 
 register(OpDef("dynamic_update_slice", ("x", "update", "*starts"), _infer_dus, _ref_dus,
-               doc="x with `update` written at `starts` (integer scalars, clamped like lax.dynamic_update_slice)"))
+               half="native", doc="x with `update` written at `starts` (integer scalars, clamped like lax.dynamic_update_slice)"))

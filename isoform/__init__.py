@@ -26,11 +26,11 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .model import Model, ModelOutput
-    from .tokenization import Tokenizer
+    from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-_LAZY = {"Model": ".model", "ModelOutput": ".model", "Tokenizer": ".tokenization"}
+_LAZY = {"Model": ".model", "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
 
 
 def __getattr__(name: str) -> Any:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Load tokenizer and model, generate, stream the text to stdout: prompt and continuation for a
     decoder-only model, the generated text only for an encoder-decoder (``seq2seq-lm``) one."""
     from ..model import Model
-    from ..tokenization import Tokenizer
+    from ..tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.model)
     task = _task(args.model)

@@ -1,4 +1,4 @@
-"""``BatchEncoding``: the dict a tokenizer call returns, and its conversion to framework tensors."""
+"""A tokenizer call's inputs and outputs: checking the texts, ``BatchEncoding`` and its tensors."""
 
 from __future__ import annotations
 
@@ -71,3 +71,62 @@ def to_tensors(data: dict[str, Any], return_tensors: str) -> dict[str, Any]:
     import tensorflow as tf
 
     return {k: tf.constant(v) for k, v in arrays.items()}
+
+
+def ints(ids: Any) -> list[int]:
+    """Token ids (a list, NumPy array or framework tensor) as a list of ints."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, int):
+        return [ids]
+    try:
+        return [int(i) for i in ids]
+    except (TypeError, ValueError) as e:
+        raise TokenizerError(f"expected a sequence of token ids, got {type(ids).__name__}") from e
+
+
+def check_text(text: Any, where: str = "text") -> Any:
+    """``text`` if it is a str (or None); else a TokenizerError naming ``where``."""
+    if text is None or isinstance(text, str):
+        return text
+    raise TokenizerError(f"{where} must be a str, got {type(text).__name__}: {text!r:.80}")
+
+
+def batch_inputs(text: Any, text_pair: Any, words: bool) -> tuple[bool, list]:
+    """Normalise the call's inputs to (was it a batch, list of str | (str, str) | list[str])."""
+
+    def is_words(x: Any) -> bool:
+        return isinstance(x, list | tuple) and all(isinstance(w, str) for w in x)
+
+    if words:
+        batched = isinstance(text, list | tuple) and bool(text) and not isinstance(text[0], str)
+        items = list(text) if batched else [text]
+        pairs = (list(text_pair) if batched else [text_pair]) if text_pair is not None else None
+        for i, x in enumerate(items + (pairs or [])):
+            if not is_words(x):
+                raise TokenizerError(
+                    f"with is_split_into_words=True, input {i} must be a list of str, got {x!r:.80}"
+                )
+        return batched, items if pairs is None else list(zip(items, pairs))
+    if isinstance(text, str):
+        return False, [text if text_pair is None else (text, check_text(text_pair, "text_pair"))]
+    if not isinstance(text, list | tuple):
+        raise TokenizerError(
+            f"text must be a str, a list of str or a list of (str, str) pairs, got {type(text).__name__}"
+        )
+    items = list(text)
+    if text_pair is not None:
+        if not isinstance(text_pair, list | tuple) or len(text_pair) != len(items):
+            raise TokenizerError("text_pair must be a list with one entry per text")
+        items = list(zip(items, text_pair))
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, tuple | list):
+            if len(item) != 2:
+                raise TokenizerError(f"input {i}: a pair must have two texts, got {len(item)}")
+            out.append((check_text(item[0], f"input {i}"), check_text(item[1], f"input {i} (pair)")))
+        else:
+            out.append(check_text(item, f"input {i}"))
+    if any(isinstance(x, tuple) for x in out) and not all(isinstance(x, tuple) for x in out):
+        raise TokenizerError("a batch must be all single texts or all pairs")
+    return True, out

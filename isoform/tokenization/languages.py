@@ -49,38 +49,27 @@ class Languages:
             return code
         raise TokenizerError(f"unknown language code {code!r}; this tokenizer knows {', '.join(self.tokens)}")
 
+    def configure(self, options: dict[str, Any]) -> Languages:
+        """Take ``src_lang`` / ``tgt_lang`` from ``options`` (checked); return ``self``."""
+        if options.get("src_lang") is not None:
+            self.token(str(options["src_lang"]))
+            self.src_lang = str(options["src_lang"])
+        if options.get("tgt_lang") is not None:
+            self.token(str(options["tgt_lang"]))
+            self.tgt_lang = str(options["tgt_lang"])
+        return self
 
-def languages_for(family: str, options: dict[str, Any]) -> Languages | None:
-    """The family's languages, with ``src_lang``/``tgt_lang`` from ``options`` checked; else None."""
-    if family == "mbart":
-        languages = Languages({c: c for c in MBART_LANGUAGES}, "suffix", "en_XX", None)
-    elif family == "m2m100":
-        name = str(options.get("language_codes", "m2m100"))
-        if name not in M2M100_LANGUAGES:
-            raise TokenizerError(f"language_codes must be one of {', '.join(M2M100_LANGUAGES)}, got {name!r}")
-        languages = Languages({c: f"__{c}__" for c in M2M100_LANGUAGES[name]}, "prefix", "en", None)
-    else:
-        return None
-    if options.get("src_lang") is not None:
-        languages.token(str(options["src_lang"]))
-        languages.src_lang = str(options["src_lang"])
-    if options.get("tgt_lang") is not None:
-        languages.token(str(options["tgt_lang"]))
-        languages.tgt_lang = str(options["tgt_lang"])
-    return languages
-
-
-def frame(backend: Tokenizer, languages: Languages, code: str, eos: str) -> None:
-    """Set ``backend``'s post-processor to frame sequences with language ``code`` and ``eos``."""
-    lang = languages.token(code)
-    ids = {t: backend.token_to_id(t) for t in (lang, eos)}
-    missing = [t for t, i in ids.items() if i is None]
-    if missing:
-        raise TokenizerError(f"language framing needs {missing} in the vocabulary")
-    if languages.style == "suffix":
-        single, pair = ["$A", eos, lang], ["$A", "$B", eos, lang]
-    else:
-        single, pair = [lang, "$A", eos], [f"{lang}:0", "$A:0", "$B:1", f"{eos}:1"]  # slow M2M100's type ids
-    backend.post_processor = processors.TemplateProcessing(
-        single=single, pair=pair, special_tokens=list(ids.items())
-    )
+    def frame(self, backend: Tokenizer, code: str, eos: str) -> None:
+        """Set ``backend``'s post-processor to frame sequences with language ``code`` and ``eos``."""
+        lang = self.token(code)
+        ids = {t: backend.token_to_id(t) for t in (lang, eos)}
+        missing = [t for t, i in ids.items() if i is None]
+        if missing:
+            raise TokenizerError(f"language framing needs {missing} in the vocabulary")
+        if self.style == "suffix":
+            single, pair = ["$A", eos, lang], ["$A", "$B", eos, lang]
+        else:  # slow M2M100's type ids
+            single, pair = [lang, "$A", eos], [f"{lang}:0", "$A:0", "$B:1", f"{eos}:1"]
+        backend.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=list(ids.items())
+        )

@@ -14,16 +14,11 @@ if TYPE_CHECKING:
 
 # keys of the source tokenizer_config.json that describe files or state we rewrite ourselves
 _DROP = {"added_tokens_decoder", "tokenizer_file", "vocab_file", "merges_file", "name_or_path", "auto_map"}
-_CLASS = {"generic": "TokenizersBackend"}
 
 
 def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathlib.Path:
     """Save ``tok`` to ``directory`` (created if needed) and return the directory."""
-    if spec.target_backend is not None:
-        raise TokenizerError(
-            "a Marian tokenizer has two SentencePiece sides and cannot be written as one tokenizer.json; "
-            "copy its source.spm, target.spm, vocab.json and tokenizer_config.json instead"
-        )
+    spec.family.check_save()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -37,11 +32,8 @@ def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathli
     backend_class = spec.tokenizer_class == "TokenizersBackend"  # e.g. Mistral's LlamaTokenizer
     if spec.source != "tokenizer.json" or not config.get("tokenizer_class") or backend_class:
         # the pipeline now lives in tokenizer.json: ask transformers to load that file as it is
-        config["tokenizer_class"] = (
-            "TokenizersBackend"
-            if backend_class
-            else _CLASS.get(spec.family, config.get("tokenizer_class") or "TokenizersBackend")
-        )
+        own = None if backend_class else config.get("tokenizer_class")
+        config["tokenizer_class"] = own or "TokenizersBackend"
     config["added_tokens_decoder"] = {
         str(i): _token_dict(t) for i, t in sorted(backend.get_added_tokens_decoder().items())
     }

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from isoform.errors import TokenizerError
-from isoform.tokenization.languages import Languages, frame
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer as Backend
 
     from isoform.tokenization.batch import BatchEncoding
+    from isoform.tokenization.families import Family
+    from isoform.tokenization.languages import Languages
     from isoform.tokenization.loading import TokenizerSpec
 
 
@@ -21,6 +22,7 @@ class Seq2SeqMixin:
 
     backend: Backend
     _spec: TokenizerSpec
+    _family: Family
     _settings: tuple | None
     _encode: Callable[..., BatchEncoding]
 
@@ -53,7 +55,7 @@ class Seq2SeqMixin:
     @property
     def src_lang(self) -> str | None:
         """Source language code: frames ``input_ids`` (``A </s> en_XX`` / ``__en__ A </s>``)."""
-        return None if self._spec.languages is None else self._spec.languages.src_lang
+        return None if self._family.languages is None else self._family.languages.src_lang
 
     @src_lang.setter
     def src_lang(self, code: str) -> None:
@@ -64,7 +66,7 @@ class Seq2SeqMixin:
     @property
     def tgt_lang(self) -> str | None:
         """Target language code: frames ``labels``; defaults to ``src_lang``."""
-        return None if self._spec.languages is None else self._spec.languages.tgt_lang
+        return None if self._family.languages is None else self._family.languages.tgt_lang
 
     @tgt_lang.setter
     def tgt_lang(self, code: str) -> None:
@@ -84,47 +86,25 @@ class Seq2SeqMixin:
         return found
 
     def _languages(self) -> Languages:
-        if self._spec.languages is None:
-            raise TokenizerError(f"this {self._spec.family} tokenizer has no language codes")
-        return self._spec.languages
+        if self._family.languages is None:
+            raise TokenizerError(f"this {self._family.name} tokenizer has no language codes")
+        return self._family.languages
 
     def _frame(self, code: str) -> None:
-        frame(self.backend, self._languages(), code, self._spec.special.get("eos_token", "</s>"))
+        self._languages().frame(self.backend, code, self._spec.special.get("eos_token", "</s>"))
         self._settings = None
 
     @contextlib.contextmanager
     def as_target(self) -> Iterator[Seq2SeqMixin]:
-        """Within the block, encode target text (``labels``): framed with ``tgt_lang`` where there is one."""
-        languages, target = self._spec.languages, self._spec.target_backend
-        if target is not None:  # Marian: the target SentencePiece model
-            source, self.backend, self._settings = self.backend, target, None
+        """Within the block, encode target text (``labels``): framed with ``tgt_lang`` where there is
+        one, with the family's target pipeline where it has one (Marian)."""
+        languages = self._family.languages
+        with self._family.target(self):
+            if languages is None:
+                yield self
+                return
+            self._frame(languages.tgt_lang or languages.src_lang)
             try:
                 yield self
             finally:
-                self.backend, self._settings = source, None
-            return
-        if languages is None:
-            yield self
-            return
-        self._frame(languages.tgt_lang or languages.src_lang)
-        try:
-            yield self
-        finally:
-            self._frame(languages.src_lang)
-
-
-def slow_decode(
-    tokens: list[str], special: set[str], decode_run: Callable[[list[str]], str], marian: bool = False
-) -> str:
-    """transformers' SentencePiece ``convert_tokens_to_string`` (M2M100): special tokens verbatim, each
-    run of pieces between them decoded on its own, the whole stripped. Marian's also puts a space after
-    each special token and turns any ``▁`` left into a space."""
-    out, run = "", []
-    for token in tokens:
-        if token in special:
-            out += decode_run(run) + token + (" " if marian else "")
-            run = []
-        else:
-            run.append(token)
-    out += decode_run(run)
-    return (out.replace("\u2581", " ") if marian else out).strip()
+                self._frame(languages.src_lang)

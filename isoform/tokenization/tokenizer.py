@@ -7,19 +7,20 @@ import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from isoform.errors import TokenizerError
-from isoform.tokenization.batch import BatchEncoding, to_tensors
+from tokenizers import Tokenizer as Backend
+
+from isoform.errors import HubError, TokenizerError
+from isoform.tokenization.batch import BatchEncoding, batch_inputs, check_text, ints, to_tensors
 from isoform.tokenization.loading import SPECIAL_KEYS, VERY_LARGE_INTEGER, TokenizerSpec, load_spec
-from isoform.tokenization.seq2seq import Seq2SeqMixin, slow_decode
+from isoform.tokenization.seq2seq import Seq2SeqMixin
 
 TRUNCATION = ("longest_first", "only_first", "only_second")
-SLOW_FAMILIES = ("m2m100", "marian")  # families whose transformers class is a slow (Python) tokenizer
 
 
 class Tokenizer(Seq2SeqMixin):
     """A tokenizer backed by the Rust ``tokenizers`` library, with the call API of transformers.
 
-    ``Tokenizer.load(name_or_path)`` reads ``tokenizer.json``, WordPiece ``vocab.txt``, byte-level
+    ``Tokenizer.load(directory)`` reads ``tokenizer.json``, WordPiece ``vocab.txt``, byte-level
     BPE ``vocab.json`` + ``merges.txt`` or a SentencePiece model, plus ``tokenizer_config.json`` and
     ``special_tokens_map.json``. Ids, masks, offsets, overflow windows and decoding match
     ``transformers.AutoTokenizer`` on the same files.
@@ -31,6 +32,7 @@ class Tokenizer(Seq2SeqMixin):
 
     def __init__(self, spec: TokenizerSpec) -> None:
         self._spec = spec
+        self._family = spec.family
         self.backend = spec.backend
         self.model_max_length = spec.model_max_length
         self.padding_side = spec.padding_side
@@ -41,21 +43,28 @@ class Tokenizer(Seq2SeqMixin):
 
     @classmethod
     def load(
-        cls,
-        name_or_path: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        src_lang: str | None = None,
-        tgt_lang: str | None = None,
+        cls, directory: str | os.PathLike, *, src_lang: str | None = None, tgt_lang: str | None = None
     ) -> Tokenizer:
-        """Load from a local directory, an isoform alias or a hub id (see ``isoform.hub.resolve``).
-
-        ``src_lang``/``tgt_lang`` override the configured languages of mBART / M2M100 tokenizers.
-        """
-        from isoform import hub
-
+        """Load the tokenizer files of a local ``directory`` (``isoform.Tokenizer.load`` also takes
+        aliases and Hugging Face repo ids). ``src_lang``/``tgt_lang`` override the configured
+        languages of mBART / M2M100 tokenizers."""
+        path = pathlib.Path(directory).expanduser()
+        if not path.is_dir():
+            name = str(directory)
+            if path.exists():
+                raise HubError(f"{name!r} is a file, not a directory: pass the directory that holds it")
+            raise HubError(f"local directory {name!r} does not exist (resolved to {path.absolute()})")
         overrides = {k: v for k, v in (("src_lang", src_lang), ("tgt_lang", tgt_lang)) if v is not None}
-        return cls(load_spec(hub.resolve(name_or_path, revision=revision), overrides))
+        return cls(load_spec(path, overrides))
+
+    @property
+    def backend(self) -> Backend:
+        """The ``tokenizers`` pipeline encoding now (Marian's target one within ``as_target``)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self._backend, self._settings = backend, None
 
     # ----- vocabulary -----------------------------------------------------------------------------
     @property
@@ -104,18 +113,11 @@ class Tokenizer(Seq2SeqMixin):
         if isinstance(ids, int):
             return self.backend.id_to_token(ids)
         special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self.backend.id_to_token(i) for i in _ints(ids) if i not in special]
-
-    def _unknown_runs(self) -> Any:
-        """Marian: the current side's ``UnknownRuns`` (None for other tokenizers)."""
-        return self._spec.unknown_runs.get(
-            "target" if self.backend is self._spec.target_backend else "source"
-        )
+        return [self.backend.id_to_token(i) for i in ints(ids) if i not in special]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        enc = self.backend.encode(_check_text(text), _check_text(pair), add_special_tokens=add_special_tokens)
-        runs = self._unknown_runs()
-        return enc.tokens if runs is None else runs.tokens(enc, text if pair is None else (text, pair))
+        enc = self.backend.encode(check_text(text), check_text(pair), add_special_tokens=add_special_tokens)
+        return self._family.tokens(self, enc, text if pair is None else (text, pair))
 
     # ----- encoding -------------------------------------------------------------------------------
     def _encode(
@@ -138,7 +140,7 @@ class Tokenizer(Seq2SeqMixin):
         return_offsets_mapping: bool = False,
         return_length: bool = False,
     ) -> BatchEncoding:
-        batched, inputs = _batch_inputs(text, text_pair, is_split_into_words)
+        batched, inputs = batch_inputs(text, text_pair, is_split_into_words)
         pairs = bool(inputs) and isinstance(inputs[0], tuple)
         self._configure(
             padding, truncation, max_length, stride, pad_to_multiple_of, add_special_tokens, pairs
@@ -164,22 +166,16 @@ class Tokenizer(Seq2SeqMixin):
                 rows.extend(enc.overflowing)
                 mapping.extend([i] * len(enc.overflowing))
         data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
-        runs = self._unknown_runs()
-        if runs is not None:  # Marian: unknown runs that are vocab.json entries
-            data["input_ids"] = [runs.ids(e, inputs[m], is_split_into_words) for e, m in zip(rows, mapping)]
         if return_token_type_ids:
             data["token_type_ids"] = [e.type_ids for e in rows]
-            if pairs and self._spec.family in SLOW_FAMILIES:
-                data["token_type_ids"] = [_slow_pair_types(e) for e in rows]
         if return_attention_mask:
             data["attention_mask"] = [e.attention_mask for e in rows]
         if return_special_tokens_mask:
             data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
-            if (
-                runs is not None and add_special_tokens
-            ):  # MarianTokenizer marks its specials anywhere but <unk>
-                marked = set(self.all_special_ids) - {self.unk_token_id}
-                data["special_tokens_mask"] = [[int(i in marked) for i in ids] for ids in data["input_ids"]]
+        self._family.amend(
+            self, data, rows, [inputs[m] for m in mapping], pairs=pairs, words=is_split_into_words,
+            add_special_tokens=add_special_tokens,
+        )  # fmt: skip
         if return_offsets_mapping:
             data["offset_mapping"] = [e.offsets for e in rows]
         if return_length:
@@ -292,7 +288,7 @@ class Tokenizer(Seq2SeqMixin):
             return
         token = value
         if value is not None and role != name:
-            token = self.backend.id_to_token(_ints(value)[0])
+            token = self.backend.id_to_token(ints(value)[0])
             if token is None:
                 raise TokenizerError(f"{name}={value!r} is not a token id of this tokenizer")
         if token is None:
@@ -312,12 +308,7 @@ class Tokenizer(Seq2SeqMixin):
         self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
     ) -> str:
         """Text of one sequence of ids (list, numpy array or framework tensor)."""
-        if self._spec.family in SLOW_FAMILIES:  # slow in transformers: decode runs between specials
-            tokens = self.convert_ids_to_tokens(_ints(ids), skip_special_tokens=skip_special_tokens)
-            run = self._spec.decode_pieces or self.backend.decoder.decode
-            text = slow_decode(tokens, set(self.all_special_tokens), run, self._spec.family == "marian")
-        else:
-            text = self.backend.decode(_ints(ids), skip_special_tokens=skip_special_tokens)
+        text = self._family.decode(self, ints(ids), skip_special_tokens)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         if clean_up_tokenization_spaces and type(self.backend.model).__name__ != "BPE":
@@ -343,7 +334,7 @@ class Tokenizer(Seq2SeqMixin):
 
     def __repr__(self) -> str:
         return (
-            f"Tokenizer(family={self._spec.family!r}, source={self._spec.source!r}, vocab_size={self.vocab_size}, "
+            f"Tokenizer(family={self._family.name!r}, source={self._spec.source!r}, vocab_size={self.vocab_size}, "
             f"added={len(self) - self.vocab_size}, model_max_length={self.model_max_length})"
         )
 
@@ -356,68 +347,3 @@ def clean_up_tokenization(text: str) -> str:
         text = text.replace(a, b)
     return text
 
-
-def _slow_pair_types(enc: Any) -> list[int]:
-    """A pair's token types as transformers' slow tokenizers give them: 1 for as many of the last real
-    (unpadded) positions as the second text has tokens, else 0 (so the types straddle the specials)."""
-    second = enc.sequence_ids.count(1)
-    real = [i for i, m in enumerate(enc.attention_mask) if m]
-    ones = set(real[len(real) - second :]) if second else set()
-    return [int(i in ones) for i in range(len(enc.ids))]
-
-
-def _ints(ids: Any) -> list[int]:
-    if hasattr(ids, "tolist"):
-        ids = ids.tolist()
-    if isinstance(ids, int):
-        return [ids]
-    try:
-        return [int(i) for i in ids]
-    except (TypeError, ValueError) as e:
-        raise TokenizerError(f"expected a sequence of token ids, got {type(ids).__name__}") from e
-
-
-def _check_text(text: Any, where: str = "text") -> Any:
-    if text is None or isinstance(text, str):
-        return text
-    raise TokenizerError(f"{where} must be a str, got {type(text).__name__}: {text!r:.80}")
-
-
-def _batch_inputs(text: Any, text_pair: Any, words: bool) -> tuple[bool, list]:
-    """Normalise the call's inputs to (was it a batch, list of str | (str, str) | list[str])."""
-
-    def is_words(x: Any) -> bool:
-        return isinstance(x, list | tuple) and all(isinstance(w, str) for w in x)
-
-    if words:
-        batched = isinstance(text, list | tuple) and bool(text) and not isinstance(text[0], str)
-        items = list(text) if batched else [text]
-        pairs = (list(text_pair) if batched else [text_pair]) if text_pair is not None else None
-        for i, x in enumerate(items + (pairs or [])):
-            if not is_words(x):
-                raise TokenizerError(
-                    f"with is_split_into_words=True, input {i} must be a list of str, got {x!r:.80}"
-                )
-        return batched, items if pairs is None else list(zip(items, pairs))
-    if isinstance(text, str):
-        return False, [text if text_pair is None else (text, _check_text(text_pair, "text_pair"))]
-    if not isinstance(text, list | tuple):
-        raise TokenizerError(
-            f"text must be a str, a list of str or a list of (str, str) pairs, got {type(text).__name__}"
-        )
-    items = list(text)
-    if text_pair is not None:
-        if not isinstance(text_pair, list | tuple) or len(text_pair) != len(items):
-            raise TokenizerError("text_pair must be a list with one entry per text")
-        items = list(zip(items, text_pair))
-    out = []
-    for i, item in enumerate(items):
-        if isinstance(item, tuple | list):
-            if len(item) != 2:
-                raise TokenizerError(f"input {i}: a pair must have two texts, got {len(item)}")
-            out.append((_check_text(item[0], f"input {i}"), _check_text(item[1], f"input {i} (pair)")))
-        else:
-            out.append(_check_text(item, f"input {i}"))
-    if any(isinstance(x, tuple) for x in out) and not all(isinstance(x, tuple) for x in out):
-        raise TokenizerError("a batch must be all single texts or all pairs")
-    return True, out

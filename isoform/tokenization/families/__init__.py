@@ -1,0 +1,18 @@
+"""Tokenizer families by name: ``detect`` picks one for a directory's files and configs.
+
+Each family is one module defining and registering (``@register``) its `Family` class, imported
+below; the protocol is documented in `isoform.tokenization.families.base`.
+"""
+
+from . import (  # noqa: F401  (each registers its families)
+    backend,
+    bpe,
+    fairseq,
+    m2m100,
+    marian,
+    sentencepiece,
+    wordpiece,
+)
+from .base import REGISTRY, Converted, Family, Source, detect, get, register
+
+__all__ = ["REGISTRY", "Converted", "Family", "Source", "detect", "get", "register"]

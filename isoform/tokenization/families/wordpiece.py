@@ -1,0 +1,50 @@
+"""WordPiece ``vocab.txt``: BERT (also DistilBERT, ELECTRA) and MPNet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenizers import Tokenizer as Backend
+from tokenizers import decoders, normalizers, pre_tokenizers
+from tokenizers.models import WordPiece as WordPieceModel
+
+from isoform.tokenization.families.base import WITH_TYPES, WITHOUT_TYPES, Converted, Family, Source, register
+from isoform.tokenization.files import read_wordpiece_vocab
+from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, ROBERTA_SPECIAL, RobertaTemplate
+
+MPNET_SPECIAL = {**ROBERTA_SPECIAL, "unk_token": "[UNK]"}
+
+
+@register
+class WordPiece(Family):
+    """BertNormalizer + BertPreTokenizer + WordPiece; BERT's ``[CLS] A [SEP] B [SEP]`` or MPNet's
+    RoBERTa template (MPNetTokenizer fixes both of its flags)."""
+
+    formats = ("vocab.txt",)
+    variants = {
+        "bert": {"names": ("bert", "distilbert", "electra"), "files": ("vocab.txt",), "special": BERT_SPECIAL,
+                 "template": CLS_SEP, "input_names": WITH_TYPES},
+        "mpnet": {"names": ("mpnet",), "special": MPNET_SPECIAL, "mask_lstrip": True,
+                  "template": RobertaTemplate(trim_offsets=True, add_prefix_space=False)},
+    }  # fmt: skip
+
+    def convert(self, src: Source) -> Converted:
+        return Converted(wordpiece(read_wordpiece_vocab(src.path), src.options, src.special))
+
+    def model_input_names(self, tokenizer_class: str) -> list[str]:
+        # DistilBertTokenizer (named as such, not by model_type) has no token types
+        return list(WITHOUT_TYPES if tokenizer_class == "DistilBertTokenizer" else self.input_names)
+
+
+def wordpiece(vocab: dict[str, int], options: dict[str, Any], special: dict[str, str]) -> Backend:
+    """BERT's pipeline over ``vocab``, with tokenizer_config's casing / accent / Chinese settings."""
+    tok = Backend(WordPieceModel(vocab, unk_token=special.get("unk_token", "[UNK]")))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=options.get("tokenize_chinese_chars", True),
+        strip_accents=options.get("strip_accents"),
+        lowercase=options.get("do_lower_case", True),
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok

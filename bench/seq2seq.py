@@ -4,7 +4,7 @@
 
     python -m bench.seq2seq [--backends torch jax] [--new 32] [--seq 32] [--repeat 3]
 
-Greedy: isoform runs `Seq2SeqDecoder` (encoder graph once, then the compiled decoder-step graph with its
+Greedy: isoform runs `Model.decoder()` (encoder graph once, then the compiled decoder-step graph with its
 static self-attention cache and the fixed cross-attention cache) driven by greedy argmax; exactly
 ``--new`` tokens are generated on both sides (transformers with ``min_new_tokens`` = ``max_new_tokens``,
 so eos cannot end it early) and the tokens are compared. Beam 4: `Model.generate(num_beams=4)` (the
@@ -43,9 +43,8 @@ def seconds(fn: Callable[[], Any], repeat: int) -> float:
 
 def isoform_greedy(path: Path, backend: str, ids: np.ndarray, new: int) -> Callable[[], np.ndarray]:
     import isoform
-    from isoform.generation.seq2seq import Seq2SeqDecoder
 
-    decoder = Seq2SeqDecoder(isoform.Model.load(path, backend=backend, task="seq2seq-lm"))
+    decoder = isoform.Model.load(path, backend=backend, task="seq2seq-lm").decoder()
     mask = np.ones_like(ids)
 
     def run() -> np.ndarray:

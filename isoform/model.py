@@ -33,6 +33,7 @@ from .architectures import ArchConfig, Architecture
 from .backends import Backend, Program
 from .errors import ConfigError, InputError
 from .generation.config import GenerationConfig
+from .generation.decoder import Decoder, DecodingGraphs
 from .hub import resolve
 from .ir import Graph
 from .weights import load_params, open_checkpoint, save_params
@@ -60,15 +61,18 @@ class ModelOutput(dict):
 class Model:
     """A model of one architecture and task on one backend. Build it with `Model.load`."""
 
-    def __init__(self, arch: Architecture, task: str | None, graph: Graph, program: Program):
+    def __init__(self, arch: Architecture, task: str | None, graphs: Mapping[str, Graph], program: Program):
         self.arch = arch
         self.task = task
-        self.graph = graph
-        self.program = program
+        self.graphs = dict(graphs)  # the task's graph set: "forward", plus "decoder" (+ "encoder") to generate
+        self.graph = graphs["forward"]
+        self.program = program  # "forward", compiled
         self.backend: Backend = program.backend
         self.bucket: int | None = 32 if self.backend.static_shapes else None
         self.generation_config: GenerationConfig | None = None  # set by load from generation_config.json
-        self._seq_axes = {name: _seq_axis(graph, value) for name, value in graph.outputs.items()}
+        self._seq_axes = {name: _seq_axis(self.graph, value) for name, value in self.graph.outputs.items()}
+        self._generation: DecodingGraphs | None = None  # the generation graphs, compiled once
+        self._idle: list[Decoder] = []  # decoders free for the next generate() call
 
     @property
     def config(self) -> ArchConfig:
@@ -87,30 +91,33 @@ class Model:
     def load(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "numpy", task: str | None = None,
              dtype: str = "float32") -> Model:
         """Load a checkpoint (local directory, isoform alias or hub id) for ``task`` (None: the
-        bare model, like ``AutoModel``) onto ``backend`` with float weights in ``dtype``."""
+        bare model, like ``AutoModel``; ``"text-generation"``: the architecture's generative task,
+        ``causal-lm`` or ``seq2seq-lm``) onto ``backend`` with float weights in ``dtype``."""
         directory = resolve(name_or_path)
         arch = architecture_for(_read_config(directory))
+        if task == "text-generation":
+            task = arch.generative_task
         arch.check_task(task)
         dtype = check_float_dtype(dtype) or "float32"
         be = backends.get(backend)
         with open_checkpoint(directory) as ckpt:
-            keys = set(ckpt.keys())
-            graph = arch.build(task, dtype, keys)
-            wmap = arch.weight_map(task, pooler=_has_pooler(arch, graph))
+            arch.resolve(set(ckpt.keys()))
+            graphs = arch.graphs(task, dtype)
+            graph, wmap = graphs["forward"], arch.weight_map(task)
             expected = {p.name: (p.shape, p.dtype.numpy) for p in graph.params}
             dtypes = {p.name: p.dtype for p in graph.params}
             # streamed: each tensor goes from the mapped file into a native array, one at a time
             params = load_params(ckpt, wmap, expected, dtype=dtype,
                                  to_native=lambda name, array: be.to_native(array, dtypes[name]))
             program = be.compile(graph, params)  # shares natives of the declared dtype, no copy
-        model = cls(arch, task, graph, program)
+        model = cls(arch, task, graphs, program)
         model.generation_config = GenerationConfig.load(directory, arch.config.to_dict())
         return model
 
     def to(self, backend: str | Backend) -> Model:
         """The same model and weights on another backend (weights are copied, files not re-read)."""
         be = backends.get(backend)
-        model = Model(self.arch, self.task, self.graph, be.compile(self.graph, self.program.numpy_params()))
+        model = Model(self.arch, self.task, self.graphs, be.compile(self.graph, self.program.numpy_params()))
         model.generation_config = self.generation_config
         return model
 
@@ -121,7 +128,7 @@ class Model:
         config = self.config.to_dict()
         config["architectures"] = [self.arch.tasks[self.task]]
         config["dtype"] = self.dtype
-        wmap = self.arch.weight_map(self.task, pooler=_has_pooler(self.arch, self.graph))
+        wmap = self.arch.weight_map(self.task)
         paths = save_params(directory, self.program.numpy_params(), wmap, config)
         if self.generation_config is not None:
             paths.append(self.generation_config.save(directory))
@@ -134,6 +141,28 @@ class Model:
 
         return export_onnx(self.graph, self.program.numpy_params(), path, opset=opset,
                            metadata={"architecture": self.arch.model_type, "task": self.task or ""})
+
+    def export_generation_onnx(self, directory: str | os.PathLike[str], opset: int | None = None) -> list[Path]:
+        """Write the generation graphs of a ``causal-lm`` / ``seq2seq-lm`` model into ``directory``:
+        ``decoder.onnx`` (the KV-cached graph, see `isoform.generation.Decoder`) and, for an
+        encoder-decoder, ``encoder.onnx`` (its outputs feed the decoder's cross-attention caches).
+        Returns the paths written."""
+        from .backends.onnx import export_onnx
+
+        self._require_generation("the generation ONNX graphs")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        params, paths = self.program.numpy_params(), []
+        for part in ("encoder", "decoder"):
+            if part not in self.graphs:
+                continue
+            graph = self.graphs[part]
+            meta = {"architecture": self.arch.model_type, "task": self.task or "", "part": part}
+            if "encoder" in self.graphs:
+                meta["decoder_start_token_id"] = str(self.arch.decoder_start_token_id)
+            paths.append(export_onnx(graph, {p.name: params[p.name] for p in graph.params}, directory / f"{part}.onnx",
+                                     opset=opset, metadata=meta))
+        return paths
 
     # -- running ----------------------------------------------------------------------------------
     def __call__(self, **inputs: Any) -> ModelOutput:
@@ -166,7 +195,33 @@ class Model:
         at the end if it has one). Greedy and beam search match transformers' ``generate`` token for token."""
         from .generation.generate import generate
 
-        return generate(self, input_ids, attention_mask, **kwargs)
+        self._require_generation("generate")
+        ids = self._as_numpy("input_ids", input_ids)
+        mask = None if attention_mask is None else self._as_numpy("attention_mask", attention_mask)
+        decoder = self._idle.pop() if self._idle else self.decoder()
+        base = self.generation_config or GenerationConfig.from_model_config(self.config.to_dict())
+        return generate(decoder, base, ids, mask, release=lambda: self._idle.append(decoder), **kwargs)
+
+    def decoder(self) -> Decoder:
+        """A new incremental decoder of this ``causal-lm`` / ``seq2seq-lm`` model (prefill / step /
+        reorder over a static KV cache, see `isoform.generation.Decoder`). The generation graphs are
+        compiled once per model and share its weights; each decoder holds its own cache."""
+        if self._generation is None:
+            self._require_generation("incremental decoding", ConfigError)
+            native = self.program.native_params()
+            compiled = {part: self.backend.compile(self.graphs[part], {p.name: native[p.name] for p in self.graphs[part].params})
+                        for part in ("encoder", "decoder") if part in self.graphs}
+            encoder = compiled.get("encoder")
+            self._generation = DecodingGraphs(
+                decoder=compiled["decoder"], encoder=encoder, vocab_size=self.arch.vocab_size,
+                context_length=self.arch.max_length, check=lambda inputs: self.arch.check_inputs(inputs, self.task),
+                start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id)
+        return Decoder(self._generation)
+
+    def _require_generation(self, what: str, error: type[Exception] = InputError) -> None:
+        if "decoder" not in self.graphs:
+            raise error(f"{what} needs a model loaded with task='causal-lm' (or 'seq2seq-lm'), this one has "
+                             f"task={self.task!r}")
 
     def warmup(self, batch: int = 1, seq: int = 128, choices: int = 2) -> float:
         """Compile for inputs of this size ahead of the first real call; returns seconds taken."""
@@ -227,10 +282,6 @@ def _read_config(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object")
     return data
-
-
-def _has_pooler(arch: Architecture, graph: Graph) -> bool:
-    return arch.pooler_param is not None and any(p.name == arch.pooler_param for p in graph.params)
 
 
 def _seq_axis(graph: Graph, value: str) -> int | None:

@@ -14,7 +14,6 @@ import isoform
 from isoform.architectures import REGISTRY
 from isoform.architectures.causal import CausalLM
 from isoform.errors import ConfigError, InputError
-from isoform.generation import Decoder
 
 torch = pytest.importorskip("torch")
 
@@ -145,7 +144,7 @@ def test_cached_decode_matches_full_sequence(hf_checkpoint, backend, family, cls
     # dynamic NTK and longrope pick frequencies from each call's longest position: then transformers'
     # own cached decode is the reference (its full-sequence forward uses the final length's everywhere)
     want = reference_steps(hf, ids, mask, new, incremental=family.endswith(("dynamic", "longrope")))
-    decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
+    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
     got = [decoder.prefill(ids, mask, max_new_tokens=new.shape[1])]
     got += [decoder.step(new[:, j]) for j in range(new.shape[1])]
     assert all(g.dtype == np.float32 and g.shape == (3, VOCAB) for g in got)
@@ -166,7 +165,7 @@ def test_greedy_decoding_matches_transformers_generate(hf_checkpoint, backend, f
         want = hf.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=steps,
                            do_sample=False, eos_token_id=None, pad_token_id=0).numpy()[:, ids.shape[1]:]
     assert want.shape[1] == steps
-    decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
+    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
     tokens = [decoder.prefill(ids, mask, max_new_tokens=steps).argmax(-1)]
     while len(tokens) < steps:
         tokens.append(decoder.step(tokens[-1]).argmax(-1))
@@ -181,7 +180,7 @@ def test_same_size_reorder_across_rows_matches_transformers(hf_checkpoint, backe
     _, cls, config, _ = next(f for f in FAMILIES if f[0] == family)
     path, hf = hf_checkpoint(hf_class(cls, LM), **config)
     ids, mask, new = left_padded_prompts(seed=2)
-    decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
+    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
     decoder.prefill(ids, mask, max_new_tokens=3)
     decoder.step(new[:, 0])
     rows = np.arange(3)  # the prompt each decoder row continues
@@ -200,7 +199,7 @@ def test_reorder_expands_and_permutes_rows(hf_checkpoint, backend, family):
     path, hf = hf_checkpoint(hf_class(cls, LM), **config)
     ids, mask, new = left_padded_prompts(seed=2)
     want = reference_steps(hf, ids, mask, new, incremental=False)
-    decoder = Decoder(isoform.Model.load(path, backend=backend, task=LM))
+    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
     decoder.prefill(ids, mask, max_new_tokens=3)
     decoder.step(new[:, 0])
     rows = np.array([2, 2, 0, 1, 0])  # beam-style: expand, duplicate, reorder
@@ -226,7 +225,7 @@ def test_cases_cover_every_declared_task():
 def test_bucketed_prefill_reuses_compiled_graphs(hf_checkpoint):
     pytest.importorskip("jax")
     path, hf = hf_checkpoint("GPT2LMHeadModel", **GPT2)
-    decoder = Decoder(isoform.Model.load(path, backend="jax", task=LM))
+    decoder = isoform.Model.load(path, backend="jax", task=LM).decoder()
     for seq in (3, 5, 9):  # one prompt bucket (16) and one cache bucket (64)
         ids, mask = batch(seed=seq, seq=seq)
         want = run_hf(hf, input_ids=ids[:1], attention_mask=mask[:1])["logits"][:, -1]
@@ -238,7 +237,7 @@ def test_bucketed_prefill_reuses_compiled_graphs(hf_checkpoint):
 def test_decoder_shares_the_model_weights(hf_checkpoint):
     path, _ = hf_checkpoint("LlamaForCausalLM", **LLAMA)
     model = isoform.Model.load(path, backend="torch", task=LM)
-    decoder = Decoder(model)
+    decoder = model.decoder()
     ours = model.program.module.state_dict()
     theirs = decoder._program.module.state_dict()
     assert ours.keys() == theirs.keys()
@@ -247,7 +246,7 @@ def test_decoder_shares_the_model_weights(hf_checkpoint):
 
 def test_bad_inputs(hf_checkpoint):
     path, _ = hf_checkpoint("GPT2LMHeadModel", **GPT2)
-    decoder = Decoder(isoform.Model.load(path, task=LM))
+    decoder = isoform.Model.load(path, task=LM).decoder()
     ids, mask = batch(seq=60)
     with pytest.raises(InputError, match=r"60 tokens and max_new_tokens is 5.*context length 64"):
         decoder.prefill(ids, mask, max_new_tokens=5)
@@ -270,7 +269,7 @@ def test_bad_inputs(hf_checkpoint):
 def test_decoder_needs_a_causal_lm(hf_checkpoint):
     path, _ = hf_checkpoint("GPT2Model", **GPT2)
     with pytest.raises(ConfigError, match=r"task='causal-lm'.*task=None"):
-        Decoder(isoform.Model.load(path))
+        isoform.Model.load(path).decoder()
 
 
 def test_classification_without_pad_token_takes_one_row(hf_checkpoint):

@@ -263,7 +263,7 @@ SEQ2SEQ_VARIANTS = [dict(max_new_tokens=6),  # the checkpoint's eos 2 / forced_e
 
 
 def test_seq2seq_parity_with_transformers(hf_checkpoint, backend):
-    """The same search code drives an encoder-decoder model (BART) through `Seq2SeqDecoder`."""
+    """The same search code drives an encoder-decoder model (BART) through `Model.decoder()`."""
     path, hf = hf_checkpoint("BartForConditionalGeneration", **BART)
     ids, mask = prompts()
     model = isoform.Model.load(path, backend=backend, task="seq2seq-lm")

@@ -11,7 +11,6 @@ from test_seq2seq import BART, T5, hf_class, make_inputs
 
 import isoform
 from isoform.errors import ConfigError, InputError
-from isoform.generation.seq2seq import Seq2SeqDecoder
 
 pytest.importorskip("torch")
 
@@ -32,7 +31,7 @@ def test_cached_steps_match_uncached(hf_checkpoint, backend, cls, config):
     model = isoform.Model.load(path, backend=backend, task="seq2seq-lm")
     inputs = make_inputs(config)
     tokens = np.random.default_rng(1).integers(3, config["vocab_size"], (2, 4))
-    dec = Seq2SeqDecoder(model)
+    dec = model.decoder()
     got = [dec.prefill(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=5)]
     got += [dec.step(tokens[:, t]) for t in range(tokens.shape[1])]
     for t, logits in enumerate(got):
@@ -44,7 +43,7 @@ def test_reorder_expands_and_permutes(hf_checkpoint, backend):
     model = isoform.Model.load(path, backend=backend, task="seq2seq-lm")
     inputs = make_inputs(T5)
     tokens = np.array([[5, 6], [7, 8]])
-    dec = Seq2SeqDecoder(model)
+    dec = model.decoder()
     dec.prefill(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=4)
     dec.step(tokens[:, 0])
     dec.reorder(np.array([1, 1, 0]))  # expand to 3 rows, swapped sources
@@ -66,7 +65,7 @@ def test_same_size_reorder_across_sources_matches_transformers(hf_checkpoint, ba
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     tokens = np.random.default_rng(2).integers(3, config["vocab_size"], (2, 3))
     history = np.concatenate([np.full((2, 1), hf.config.decoder_start_token_id), tokens], axis=1)
-    dec = Seq2SeqDecoder(isoform.Model.load(path, backend=backend, task="seq2seq-lm"))
+    dec = isoform.Model.load(path, backend=backend, task="seq2seq-lm").decoder()
     dec.prefill(ids, mask, max_new_tokens=4)
     dec.step(tokens[:, 0])
     rows = np.arange(2)  # the source each decoder row continues
@@ -83,7 +82,7 @@ def test_same_size_reorder_across_sources_matches_transformers(hf_checkpoint, ba
 def test_bad_input(hf_checkpoint, tmp_path):
     path, _ = hf_checkpoint(hf_class("Bart", "seq2seq-lm"), **BART)
     model = isoform.Model.load(path, task="seq2seq-lm")
-    dec = Seq2SeqDecoder(model)
+    dec = model.decoder()
     with pytest.raises(InputError, match="max_position_embeddings"):
         dec.prefill(np.full((1, 41), 5), np.ones((1, 41), np.int64), max_new_tokens=3)
     with pytest.raises(InputError, match="max_new_tokens is 40"):
@@ -91,7 +90,7 @@ def test_bad_input(hf_checkpoint, tmp_path):
     with pytest.raises(InputError, match="before prefill"):
         dec.step(np.zeros(0, np.int64))
     with pytest.raises(ConfigError, match="seq2seq-lm"):
-        Seq2SeqDecoder(isoform.Model.load(path))
+        isoform.Model.load(path).decoder()
     t5_path, _ = hf_checkpoint(hf_class("T5", "seq2seq-lm"), **dict(T5, decoder_start_token_id=None))
     with pytest.raises(ConfigError, match="'decoder_start_token_id'"):
-        Seq2SeqDecoder(isoform.Model.load(t5_path, task="seq2seq-lm"))
+        isoform.Model.load(t5_path, task="seq2seq-lm").decoder()

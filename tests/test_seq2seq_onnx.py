@@ -12,8 +12,7 @@ import pytest
 from test_seq2seq import BART, T5, hf_class, make_inputs
 
 import isoform
-from isoform.errors import ConfigError
-from isoform.generation.seq2seq import export_onnx
+from isoform.errors import InputError
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -29,16 +28,17 @@ def onnx_greedy(paths, start: int, eos: int, pad: int, ids: np.ndarray, mask: np
     """Greedy decoding over the exported files, finished rows padded as transformers does; returns
     the tokens and the logits of every step [batch, steps, vocab]."""
     encoder, step = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths)
-    cross = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"input_ids": ids, "attention_mask": mask})))
+    cross = {"past_key_values" + k.removeprefix("present"): v for k, v in zip(
+        [o.name for o in encoder.get_outputs()], encoder.run(None, {"input_ids": ids, "attention_mask": mask}))}
     batch, cache = ids.shape[0], NEW + 1
     past = {i.name: np.zeros((batch, i.shape[1], cache, i.shape[3]), np.float32) for i in step.get_inputs()
-            if i.name.startswith("past.")}
+            if i.name.endswith((".decoder.key", ".decoder.value"))}
     out, done, logits = [np.full(batch, start)], np.zeros(batch, bool), []
     for t in range(NEW):
         feeds = {"input_ids": out[-1].reshape(-1, 1).astype(np.int64), "cache_position": np.asarray(t, np.int64),
                  "attention_mask": np.ones((batch, cache), np.int64), "encoder_attention_mask": mask, **cross, **past}
         results = dict(zip([o.name for o in step.get_outputs()], step.run(None, feeds)))
-        past = {"past." + k.removeprefix("present."): v for k, v in results.items() if k.startswith("present.")}
+        past = {"past_key_values" + k.removeprefix("present"): v for k, v in results.items() if k.startswith("present.")}
         logits.append(results["logits"])
         token = np.where(done, pad, results["logits"].argmax(-1))
         done |= token == eos
@@ -57,7 +57,7 @@ def check_interface(paths, vocab: int, layers: int, heads: int, head_dim: int, o
     `isoform.architectures.seq2seq` (names, dynamic axes) of the encoder and step files."""
     from isoform.backends.onnx import default_opset
 
-    cross = {f"cross.{i}.{n}": ["batch", heads, "seq", head_dim] for i in range(layers) for n in ("key", "value")}
+    cross = {f"present.{i}.encoder.{n}": ["batch", heads, "seq", head_dim] for i in range(layers) for n in ("key", "value")}
     encoder, step = (onnx.load(p) for p in paths)
     for proto in (encoder, step):
         onnx.checker.check_model(proto, full_check=True)
@@ -66,15 +66,16 @@ def check_interface(paths, vocab: int, layers: int, heads: int, head_dim: int, o
     assert {i.name: dims(i) for i in encoder.graph.input} == {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"]}
     assert {o.name: dims(o) for o in encoder.graph.output} == cross
     inputs = {i.name: dims(i) for i in step.graph.input}
-    past = {k: v for k, v in inputs.items() if k.startswith("past.")}
-    assert sorted(past) == sorted(f"past.{i}.{n}" for i in range(layers) for n in ("key", "value"))
+    past = {k: v for k, v in inputs.items() if k.startswith("past_key_values.") and ".decoder." in k}
+    assert sorted(past) == sorted(f"past_key_values.{i}.decoder.{n}" for i in range(layers) for n in ("key", "value"))
     assert all(v[0] == "batch" and v[2] == "cache" for v in past.values())
     assert {k: v for k, v in inputs.items() if k not in past} == {
         "input_ids": ["batch", "seq"], "cache_position": [], "attention_mask": ["batch", "cache"],
-        "encoder_attention_mask": ["batch", "source"], **{k: ["batch", heads, "source", head_dim] for k in cross}}
+        "encoder_attention_mask": ["batch", "source"],
+        **{k.replace("present.", "past_key_values."): ["batch", heads, "source", head_dim] for k in cross}}
     outputs = {o.name: dims(o) for o in step.graph.output}
     assert outputs.pop("logits") == ["batch", vocab]
-    assert outputs == {k.replace("past.", "present."): v for k, v in past.items()}
+    assert outputs == {k.replace("past_key_values.", "present."): v for k, v in past.items()}
 
 
 @pytest.mark.parametrize("opset", [None, 18])
@@ -82,8 +83,8 @@ def check_interface(paths, vocab: int, layers: int, heads: int, head_dim: int, o
 def test_exported_greedy_matches_transformers(hf_checkpoint, tmp_path, cls, config, opset):
     path, hf = hf_checkpoint(hf_class(cls, "seq2seq-lm"), **config)
     model = isoform.Model.load(path, task="seq2seq-lm")
-    paths = export_onnx(model, tmp_path, opset=opset)
-    assert [p.name for p in paths] == ["encoder.onnx", "decoder_step.onnx"]
+    paths = model.export_generation_onnx(tmp_path, opset=opset)
+    assert [p.name for p in paths] == ["encoder.onnx", "decoder.onnx"]
     check_interface(paths, config["vocab_size"], model.arch.num_decoder_layers, *model.arch.cross_shape, opset)
     inputs = make_inputs(config)
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -102,5 +103,5 @@ def test_exported_greedy_matches_transformers(hf_checkpoint, tmp_path, cls, conf
 
 def test_export_needs_seq2seq_lm(hf_checkpoint, tmp_path):
     path, _ = hf_checkpoint(hf_class("T5", None), **T5)
-    with pytest.raises(ConfigError, match="seq2seq-lm"):
-        export_onnx(isoform.Model.load(path), tmp_path)
+    with pytest.raises(InputError, match="seq2seq-lm"):
+        isoform.Model.load(path).export_generation_onnx(tmp_path)

@@ -12,7 +12,6 @@ per stack (``final_norm``), and the position embedding (``positions``: learned w
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
 from typing import ClassVar, Literal
 
 from pydantic import NonNegativeInt, PositiveInt, field_validator, model_validator
@@ -28,7 +27,8 @@ from ..layers import (
     split_heads,
     unembed,
 )
-from ..layers.seq2seq import CrossAttention, SelfAttention
+from ..layers.causal import CausalAttention
+from ..layers.seq2seq import CrossAttention
 from ..layers.sinusoidal import fairseq_positions, marian_positions
 from ..weights import Rule
 from .base import ArchConfig, known_activation, norm_rules, register, same
@@ -154,7 +154,7 @@ class BartFamily(EncoderDecoder):
         name, heads = f"decoder.layers.{layer}.encoder_attn", self.config.decoder_attention_heads
         return self.attention_qkv(states, name, "k", heads), self.attention_qkv(states, name, "v", heads)
 
-    def decode(self, ids: Tensor, offset: Tensor | None, attend: SelfAttention, cross: CrossAttention) -> Tensor:
+    def decode(self, ids: Tensor, offset: Tensor | None, attend: CausalAttention, cross: CrossAttention) -> Tensor:
         c, d, heads = self.config, self.d_model, self.config.decoder_attention_heads
         x = self.embed(ids, "decoder", offset)
         for i in range(c.decoder_layers):
@@ -172,7 +172,7 @@ class BartFamily(EncoderDecoder):
             x = self.residual(x, f"{name}.final_layer_norm", lambda h, name=name: self.ffn(h, name, c.decoder_ffn_dim))
         return layer_norm(x, "decoder.layer_norm", d, LN_EPS) if self.final_norm else x
 
-    def lm_logits(self, x: Tensor, keys: Collection[str] | None) -> Tensor:
+    def lm_logits(self, x: Tensor) -> Tensor:
         c, g = self.config, x.builder
         weight = g.param("shared.weight" if c.tie_word_embeddings else "lm_head.weight", [c.vocab_size, self.d_model])
         bias = g.param("final_logits_bias", [1, c.vocab_size]) if self.logits_bias else None

@@ -21,11 +21,18 @@ family, as RoBERTa does BERT) and calls `register`::
 Graph parameter names are the Hugging Face names without the model prefix, so the rules are
 mostly identity renames; linear weights are transposed (see `isoform.layers.linear`).
 
+`graphs(task, dtype)` returns the named set of graphs a task needs, compiled once by `Model`:
+``{"forward"}`` for encoder heads, plus ``"decoder"`` (the one KV-cached prefill/step graph) for a
+causal LM, plus ``"encoder"`` and ``"decoder"`` for an encoder-decoder LM. Options that depend on the
+checkpoint rather than the config (a bare model's pooler, an untied LM head) are resolved once at
+load by `resolve` from the checkpoint's tensor names; after that every graph and the weight map
+depend only on config and task.
+
 `build()` (below) writes the encoder framing shared by the BERT family: inputs ``input_ids``,
 ``attention_mask`` and (when the model has token types) ``token_type_ids`` of shape
 [batch, seq] — [batch, choices, seq] for ``multiple-choice``, flattened before the backbone and
-un-flattened after the head. Other families (decoders, vision) override `build` and
-`check_inputs`; `generate`/ONNX export hook in at the `Model` level and need nothing here.
+un-flattened after the head. Decoder-only (`causal.CausalLM`) and encoder-decoder
+(`seq2seq.EncoderDecoder`) families are peer bases that override `build`, `graphs` and `check_inputs`.
 """
 
 from __future__ import annotations
@@ -112,9 +119,11 @@ class Architecture:
     ignore_patterns: ClassVar[tuple[str, ...]] = (r"(^|\.)position_ids$",)
     padding_safe: ClassVar[bool] = True
     pooler_param: ClassVar[str | None] = None
+    generative_task: ClassVar[str | None] = None  # what Model.load(task="text-generation") loads
 
     def __init__(self, config: ArchConfig):
         self.config = config
+        self.checkpoint_pooler = True  # bare model: build the pooler (until `resolve` says the checkpoint lacks it)
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> Architecture:
@@ -162,21 +171,26 @@ class Architecture:
         (then `Model` pads sequence lengths up to buckets so jitted backends compile less)."""
         return self.padding_safe
 
-    def has_pooler(self, task: str | None, keys: Collection[str] | None) -> bool:
+    def resolve(self, keys: Collection[str]) -> None:
+        """Fix the options that depend on the checkpoint (its tensor ``keys``), once, at load."""
+        if self.pooler_param is not None:
+            self.checkpoint_pooler = any(k in keys for k in (self.pooler_param, self.prefix + self.pooler_param))
+
+    def has_pooler(self, task: str | None) -> bool:
         """Whether to build the pooler: the task needs it, or (bare model) the checkpoint has it."""
         if self.pooler_param is None:
             return False
-        if task is not None:
-            return self.uses_pooler(task)
-        return keys is None or any(k in keys for k in (self.pooler_param, self.prefix + self.pooler_param))
+        return self.uses_pooler(task) if task is not None else self.checkpoint_pooler
 
     def input_names(self) -> list[str]:
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.uses_token_types else [])
 
-    def build(self, task: str | None = None, dtype: DType | str = "float32",
-              keys: Collection[str] | None = None) -> Graph:
-        """The graph for ``task`` (None = bare model) with float params of ``dtype``. ``keys``:
-        checkpoint tensor names, used to leave out optional modules the checkpoint lacks (pooler)."""
+    def graphs(self, task: str | None, dtype: DType | str = "float32") -> dict[str, Graph]:
+        """The named graphs ``task`` needs (see the module docstring); encoders: ``{"forward"}``."""
+        return {"forward": self.build(task, dtype)}
+
+    def build(self, task: str | None = None, dtype: DType | str = "float32") -> Graph:
+        """The forward graph for ``task`` (None = bare model) with float params of ``dtype``."""
         self.check_task(task)
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task})
@@ -184,7 +198,7 @@ class Architecture:
         ids, mask, *types = (g.input(n, dims, "i64") for n in self.input_names())
         if task == "multiple-choice":
             ids, mask, *types = (t.reshape("batch*choices", "seq") for t in (ids, mask, *types))
-        states = self.backbone(ids, mask, types[0] if types else None, pooler=self.has_pooler(task, keys))
+        states = self.backbone(ids, mask, types[0] if types else None, pooler=self.has_pooler(task))
         outputs = states if task is None else self.head(task, states, mask)
         for name, t in outputs.items():
             if task == "multiple-choice":
@@ -192,9 +206,9 @@ class Architecture:
             g.output(name, t)
         return g.build()
 
-    def weight_map(self, task: str | None, *, pooler: bool) -> WeightMap:
+    def weight_map(self, task: str | None) -> WeightMap:
         """How the graph's params are named in a transformers checkpoint of the task's class."""
-        return WeightMap(self.rules(task, pooler=pooler), ignore=[*self.ignore_patterns, *self.head_patterns],
+        return WeightMap(self.rules(task, pooler=self.has_pooler(task)), ignore=[*self.ignore_patterns, *self.head_patterns],
                          tied=self.tied(task), prefix=self.prefix, save_prefix=task is not None)
 
     def default_inputs(self, inputs: dict[str, np.ndarray], task: str | None) -> None:

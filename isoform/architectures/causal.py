@@ -4,22 +4,22 @@ A family subclasses `CausalLM` and writes ``embed`` (token + absolute position e
 ``decoder`` (the blocks and final norm, attending through a `CausalAttention`), the weight rules
 and its config. `CausalLM.build` writes two kinds of graph from that one definition:
 
-* the task graph (``cached=False``), at parity with the transformers class of the task: inputs
+* the task graph (``"forward"``), at parity with the transformers class of the task: inputs
   ``input_ids``, ``attention_mask`` [batch, seq], positions 0..seq-1 (as transformers' forward
   without ``position_ids``); outputs ``last_hidden_state`` (bare model) or ``logits``
   ([batch, seq, vocab] for ``causal-lm``, [batch, labels] for ``sequence-classification``, pooled at
   the last non-padding token as transformers does);
-* the incremental-decoding graph (``cached=True``, ``causal-lm`` only; see
+* the incremental-decoding graph (``"decoder"``, ``causal-lm`` only; see
   `isoform.layers.causal`): inputs ``input_ids``/``position_ids`` [batch, seq], ``cache_position``
   (i64 scalar), ``attention_mask`` [batch, cache] and per layer ``past_key_values.{i}.key``/``.value``;
   outputs ``logits`` [batch, vocab] of the last position only, and the updated caches
   ``present.{i}.key``/``.value``.
-  `isoform.generation.Decoder` runs it.
+  `isoform.generation.Decoder` runs it (prefill and steps: the same graph at two shapes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +59,7 @@ class CausalLM(Architecture):
 
     word_embeddings: ClassVar[str]
     head_patterns = (r"^lm_head\.", r"^score\.")
+    generative_task = "causal-lm"
 
     # -- to implement -----------------------------------------------------------------------------
     def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
@@ -85,8 +86,14 @@ class CausalLM(Architecture):
         return getattr(self.config, "pad_token_id", None)
 
     # -- graphs ---------------------------------------------------------------------------------------
-    def build(self, task: str | None = None, dtype: DType | str = "float32", keys: Collection[str] | None = None,
-              *, cached: bool = False) -> Graph:
+    def graphs(self, task: str | None, dtype: DType | str = "float32") -> dict[str, Graph]:
+        """``{"forward"}``, plus the KV-cached ``"decoder"`` graph for ``causal-lm``."""
+        graphs = {"forward": self.build(task, dtype)}
+        if task == "causal-lm":
+            graphs["decoder"] = self.build(task, dtype, cached=True)
+        return graphs
+
+    def build(self, task: str | None = None, dtype: DType | str = "float32", *, cached: bool = False) -> Graph:
         """The task graph, or (``cached=True``) the incremental-decoding graph of ``causal-lm``."""
         self.check_task(task)
         if cached and task != "causal-lm":

@@ -3,9 +3,9 @@
 A family subclasses `EncoderDecoder` and writes ``encode`` (embeddings + encoder stack),
 ``cross_kv`` (one decoder layer's cross-attention keys/values from the encoder states),
 ``decode`` (embeddings + decoder stack, attending through `isoform.layers.seq2seq`), ``lm_logits``
-and the weight rules. `EncoderDecoder.build` writes three kinds of graph from that one definition:
+and the weight rules. `EncoderDecoder.graphs` returns three graphs from that one definition:
 
-* ``part="model"``: the task graph, at parity with the transformers class of the task. Inputs
+* ``"forward"``: the task graph, at parity with the transformers class of the task. Inputs
   ``input_ids``, ``attention_mask`` [batch, seq], ``decoder_input_ids``, ``decoder_attention_mask``
   [batch, target]; outputs ``encoder_last_hidden_state`` and ``last_hidden_state`` (bare model),
   ``logits`` (``seq2seq-lm``: [batch, target, vocab]; ``sequence-classification``: [batch, labels],
@@ -13,18 +13,20 @@ and the weight rules. `EncoderDecoder.build` writes three kinds of graph from th
   (``question-answering``). Missing decoder inputs default to ``input_ids`` shifted right behind
   ``decoder_start_token_id`` and an all-ones mask (transformers does so for BART and the T5 heads;
   T5Model and T5ForConditionalGeneration would raise instead).
-* ``part="encoder"`` (``seq2seq-lm``): ``input_ids``, ``attention_mask`` -> ``cross.{i}.key`` /
-  ``cross.{i}.value`` [batch, heads, seq, head_dim] for every decoder layer: run once per input.
-* ``part="step"`` (``seq2seq-lm``): ``input_ids`` [batch, seq] (decoder tokens), ``cache_position``
+* ``"encoder"`` (``seq2seq-lm``): ``input_ids``, ``attention_mask`` -> every decoder layer's
+  cross-attention keys/values ``present.{i}.encoder.key`` / ``.value`` [batch, heads, seq, head_dim]:
+  run once per input.
+* ``"decoder"`` (``seq2seq-lm``): ``input_ids`` [batch, seq] (decoder tokens), ``cache_position``
   (i64 scalar), ``attention_mask`` [batch, cache], ``encoder_attention_mask`` [batch, source], the
-  cross keys/values and the static self-attention caches ``past.{i}.key``/``.value`` -> ``logits``
-  [batch, vocab] of the last position and ``present.{i}.key``/``.value``.
-  `isoform.generation.seq2seq.Seq2SeqDecoder` runs the last two.
+  cross keys/values ``past_key_values.{i}.encoder.key``/``.value`` and the static self-attention
+  caches ``past_key_values.{i}.decoder.key``/``.value`` -> ``logits`` [batch, vocab] of the last
+  position and ``present.{i}.decoder.key``/``.value`` (names: `isoform.layers.causal.cache_name`).
+  `isoform.generation.Decoder` runs the last two, the encoder as its first stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -33,10 +35,11 @@ from ..errors import ConfigError, InputError
 from ..ir import Graph, GraphBuilder, Tensor, fn
 from ..ir.dtypes import DType, as_dtype
 from ..layers import linear
-from ..layers.seq2seq import CrossAttention, SelfAttention
+from ..layers.causal import PAST, PRESENT, CausalAttention
+from ..layers.seq2seq import CrossAttention, cross_cache_name
 from .base import Architecture, _check_ints
 
-Part = Literal["model", "encoder", "step"]
+Part = Literal["forward", "encoder", "decoder"]
 DECODER_INPUTS = ("decoder_input_ids", "decoder_attention_mask")
 
 
@@ -44,6 +47,7 @@ class EncoderDecoder(Architecture):
     """Base of encoder-decoder families; see the module docstring."""
 
     padding_safe = False
+    generative_task = "seq2seq-lm"
     head_patterns = (r"^lm_head\.", r"^final_logits_bias$", r"^classification_head\.", r"^qa_outputs\.")
 
     # -- to implement -----------------------------------------------------------------------------
@@ -55,12 +59,12 @@ class EncoderDecoder(Architecture):
         """Decoder layer ``layer``'s cross-attention keys and values [batch, heads, seq, head_dim]."""
         raise NotImplementedError
 
-    def decode(self, ids: Tensor, offset: Tensor | None, attend: SelfAttention, cross: CrossAttention) -> Tensor:
+    def decode(self, ids: Tensor, offset: Tensor | None, attend: CausalAttention, cross: CrossAttention) -> Tensor:
         """Embeddings (positions from ``offset``, the cache slot of the first token, or 0) and the
         decoder stack: [batch, target] -> [batch, target, d_model]."""
         raise NotImplementedError
 
-    def lm_logits(self, x: Tensor, keys: Collection[str] | None) -> Tensor:
+    def lm_logits(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     # -- geometry -----------------------------------------------------------------------------------
@@ -93,38 +97,41 @@ class EncoderDecoder(Architecture):
         return ["input_ids", "attention_mask", *DECODER_INPUTS]
 
     # -- graphs -------------------------------------------------------------------------------------
-    def build(self, task: str | None = None, dtype: DType | str = "float32", keys: Collection[str] | None = None,
-              *, part: Part = "model") -> Graph:
-        """The task graph, or (``seq2seq-lm``) the encoder / decoder-step graphs of generation; ``keys``
-        (checkpoint or model parameter names) tell whether the LM head is tied."""
+    def graphs(self, task: str | None, dtype: DType | str = "float32") -> dict[str, Graph]:
+        """``{"forward"}``, plus the ``"encoder"`` and KV-cached ``"decoder"`` graphs for ``seq2seq-lm``."""
+        parts: tuple[Part, ...] = ("forward", "encoder", "decoder") if task == "seq2seq-lm" else ("forward",)
+        return {part: self.build(task, dtype, part=part) for part in parts}
+
+    def build(self, task: str | None = None, dtype: DType | str = "float32", *, part: Part = "forward") -> Graph:
+        """The task graph, or (``seq2seq-lm``) the encoder / cached decoder graphs of generation."""
         self.check_task(task)
-        if part != "model" and task != "seq2seq-lm":
+        if part != "forward" and task != "seq2seq-lm":
             raise ConfigError(f"the {part!r} graph of generation exists for task 'seq2seq-lm' only, not {task!r}")
-        suffix = "" if part == "model" else f":{part}"
+        suffix = "" if part == "forward" else f":{part}"
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}{suffix}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task, "part": part})
         if part == "encoder":
             states = self.encode(g.input("input_ids", ["batch", "seq"], "i64"), g.input("attention_mask", ["batch", "seq"], "i64"))
             for i in range(self.num_decoder_layers):
                 k, v = self.cross_kv(states, i)
-                g.output(f"cross.{i}.key", k)
-                g.output(f"cross.{i}.value", v)
-        elif part == "step":
-            self._step(g, keys)
+                g.output(cross_cache_name(PRESENT, i, "key"), k)
+                g.output(cross_cache_name(PRESENT, i, "value"), v)
+        elif part == "decoder":
+            self._decoder(g)
         else:
-            self._model(g, task, keys)
+            self._forward(g, task)
         return g.build()
 
-    def _model(self, g: GraphBuilder, task: str | None, keys: Collection[str] | None) -> None:
+    def _forward(self, g: GraphBuilder, task: str | None) -> None:
         ids, mask = (g.input(n, ["batch", "seq"], "i64") for n in ("input_ids", "attention_mask"))
         target = "seq" if task == "sequence-classification" else "target"  # pools decoder states at input eos
         dec_ids, dec_mask = (g.input(n, ["batch", target], "i64") for n in DECODER_INPUTS)
         states = self.encode(ids, mask)
-        x = self.decode(dec_ids, None, SelfAttention(dec_mask), CrossAttention(mask, lambda i: self.cross_kv(states, i)))
+        x = self.decode(dec_ids, None, CausalAttention(dec_mask), CrossAttention(mask, lambda i: self.cross_kv(states, i)))
         if task is None:
             outputs = {"last_hidden_state": x}
         elif task == "seq2seq-lm":
-            outputs = {"logits": self.lm_logits(x, keys)}
+            outputs = {"logits": self.lm_logits(x)}
         elif task == "sequence-classification":
             outputs = {"logits": self.classify(x, ids)}
         else:
@@ -133,18 +140,19 @@ class EncoderDecoder(Architecture):
         for name, t in {**outputs, "encoder_last_hidden_state": states}.items():
             g.output(name, t)
 
-    def _step(self, g: GraphBuilder, keys: Collection[str] | None) -> None:
+    def _decoder(self, g: GraphBuilder) -> None:
         ids = g.input("input_ids", ["batch", "seq"], "i64")
         offset = g.input("cache_position", [], "i64")
-        attend = SelfAttention(g.input("attention_mask", ["batch", "cache"], "i64"), offset)
+        attend = CausalAttention(g.input("attention_mask", ["batch", "cache"], "i64"), offset, part="decoder")
         heads, head_dim = self.cross_shape
 
         def cross_input(i: int) -> tuple[Tensor, Tensor]:
-            return tuple(g.input(f"cross.{i}.{n}", ["batch", heads, "source", head_dim], g.dtype) for n in ("key", "value"))
+            return tuple(g.input(cross_cache_name(PAST, i, n), ["batch", heads, "source", head_dim], g.dtype)
+                         for n in ("key", "value"))
 
         cross = CrossAttention(g.input("encoder_attention_mask", ["batch", "source"], "i64"), cross_input)
         x = self.decode(ids, offset, attend, cross)
-        g.output("logits", self.lm_logits(x[:, -1], keys))
+        g.output("logits", self.lm_logits(x[:, -1]))
         for name, t in attend.caches.items():
             g.output(name, t)
 

@@ -17,8 +17,9 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from ..ir import Tensor, fn
 from ..layers import activation, embedding, linear, linear_rules, merge_heads, split_heads, unembed
+from ..layers.causal import CausalAttention
 from ..layers.relative_position import relative_position_bias
-from ..layers.seq2seq import CrossAttention, SelfAttention
+from ..layers.seq2seq import CrossAttention
 from ..weights import Rule, WeightMap
 from .base import ArchConfig, register, same
 from .seq2seq import EncoderDecoder
@@ -143,11 +144,11 @@ class T5(EncoderDecoder):
         name = f"decoder.block.{layer}.layer.1.EncDecAttention"
         return self.project(states, name, "k"), self.project(states, name, "v")
 
-    def decode(self, ids: Tensor, offset: Tensor | None, attend: SelfAttention, cross: CrossAttention) -> Tensor:
+    def decode(self, ids: Tensor, offset: Tensor | None, attend: CausalAttention, cross: CrossAttention) -> Tensor:
         c, g = self.config, ids.builder
         x = embedding(ids, "shared", c.vocab_size, c.d_model)
         queries = g.add("iota", shape=[ids.shape[1]], axis=0, dtype="i64")
-        keys = g.add("iota", shape=[attend.causal.keep.shape[-1]], axis=0, dtype="i64")
+        keys = g.add("iota", shape=[attend.key_length], axis=0, dtype="i64")
         bias = self.bias("decoder", queries if offset is None else queries + offset, keys)
         for i in range(c.decoder_layers):
             name = f"decoder.block.{i}.layer"
@@ -160,16 +161,18 @@ class T5(EncoderDecoder):
             x = self.feed_forward(x, f"{name}.2")
         return self.norm(x, "decoder.final_layer_norm")
 
-    def lm_logits(self, x: Tensor, keys: Collection[str] | None) -> Tensor:
+    own_lm_head = False  # T5ForConditionalGeneration checkpoints may carry an untied lm_head
+
+    def resolve(self, keys: Collection[str]) -> None:
+        super().resolve(keys)
+        self.own_lm_head = "lm_head.weight" in keys
+
+    def lm_logits(self, x: Tensor) -> Tensor:
         c, g = self.config, x.builder
         if c.scale_outputs:
             x = x * (c.d_model ** -0.5)
-        name = "lm_head.weight" if self.own_lm_head(keys) else "shared.weight"
+        name = "lm_head.weight" if self.own_lm_head else "shared.weight"
         return unembed(x, g.param(name, [c.vocab_size, c.d_model]))
-
-    @staticmethod
-    def own_lm_head(keys: Collection[str] | None) -> bool:
-        return keys is not None and "lm_head.weight" in keys
 
     # -- weights --------------------------------------------------------------------------------
     def rules(self, task: str | None, *, pooler: bool) -> list[Rule]:
@@ -192,8 +195,8 @@ class T5(EncoderDecoder):
             rules += linear_rules("qa_outputs", prefixed=False)
         return rules
 
-    def weight_map(self, task: str | None, *, pooler: bool) -> WeightMap:
-        base = super().weight_map(task, pooler=pooler)
+    def weight_map(self, task: str | None) -> WeightMap:
+        base = super().weight_map(task)
         return base.extend(save_prefix=task == "sequence-classification")
 
 

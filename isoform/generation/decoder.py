@@ -1,69 +1,92 @@
-"""`Decoder`: incremental decoding of one causal-LM `Model` on its backend, with a static-size KV cache.
+"""`Decoder`: incremental decoding with a static-size KV cache, for decoder-only and encoder-decoder
+models alike (the encoder is an optional first stage).
 
-    dec = Decoder(model)                                   # model.task == "causal-lm"
-    logits = dec.prefill(ids, mask, max_new_tokens=20)     # [batch, vocab] float32 numpy, last position
+    dec = model.decoder()                                  # a causal-lm or seq2seq-lm Model
+    logits = dec.prefill(ids, mask, max_new_tokens=20)     # [batch, vocab] float32 numpy
     logits = dec.step(next_tokens)                         # [batch] int64 -> [batch, vocab]
     dec.reorder(np.repeat(np.arange(batch), beams))        # keep / reorder / expand cache rows
 
-The cache lives in the IR graph (`isoform.architectures.causal`): one graph whose inputs include
-the caches and whose outputs are the updated caches, written with ``dynamic_update_slice`` at
-``cache_position``. ``prefill`` runs it with seq = prompt length, ``step`` with seq = 1: each
-backend compiles it once per shape and reuses it. Caches stay backend-native between calls
-(outputs are fed back as inputs); only the logits are converted to NumPy. The graph shares the
-model's parameter tensors (torch, JAX, TensorFlow: the same native arrays, no second copy; an ONNX
-Runtime session holds its own copy of the initializers).
+A model hands generation a `DecodingGraphs`: its compiled KV-cached ``decoder`` graph (one graph for
+the prefill and every step: seq = prompt length, then 1), the ``encoder`` graph of an encoder-decoder,
+and the few numbers decoding needs. Cache names are Optimum's (`isoform.layers.causal.cache_name`):
+the decoder graph takes ``past_key_values.*`` and returns the updated caches as ``present.*``; an
+encoder graph's outputs ``present.{i}.encoder.*`` feed the decoder's ``past_key_values.{i}.encoder.*``
+(cross-attention keys/values, fixed for the whole generation) with the ``encoder_attention_mask``.
+Caches stay backend-native between calls; only logits become NumPy. The graphs share the model's
+parameter tensors (torch, JAX, TensorFlow: the same native arrays; an ONNX Runtime session holds
+its own copy).
+
+Prompts: a decoder-only model is prefilled with the LEFT-padded prompt itself (position ids
+``cumsum(mask) - 1``, then + 1 per new token, as transformers' ``generate``); an encoder-decoder
+encodes the prompt once and is prefilled with ``decoder_start_token_id``.
 
 On backends that compile per input shape (``Backend.static_shapes``: JAX), shapes are bucketed so
-different prompts reuse compiled graphs: prompts are left-padded (masked) to a multiple of
-``prompt_bucket`` and the cache holds a multiple of ``cache_bucket`` slots; elsewhere both are exact
-(torch runs eagerly, TensorFlow and ONNX Runtime take dynamic shapes). Extra left padding changes no result:
-padded slots are masked for every query, position ids come from the mask, and sliding windows
-count relative distances.
-
-Position ids follow transformers' ``generate``: ``cumsum(mask) - 1`` (0 on padding) for the
-prompt, then the last one + 1 per new token.
+different prompts reuse compiled graphs: decoder-only prompts are left-padded (masked) to a multiple
+of ``prompt_bucket``, encoder inputs right-padded to a multiple of ``prompt_bucket`` too, and the
+cache holds a multiple of ``cache_bucket`` slots; elsewhere all are exact. Extra padding changes no
+result: padded slots are masked for every query, and positions come from the mask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..architectures.causal import CausalLM
-from ..errors import ConfigError, InputError
+from ..backends import Program
+from ..errors import InputError
 from ..ir import Graph, GraphBuilder, fn
 from ..layers.causal import PAST, PRESENT
 
-if TYPE_CHECKING:
-    from ..model import Model
+Check = Callable[[Mapping[str, np.ndarray]], None]
+
+
+@dataclass(frozen=True)
+class DecodingGraphs:
+    """What a model gives generation. ``decoder``: the compiled KV-cached graph; ``encoder``: the
+    compiled encoder graph of an encoder-decoder (None for decoder-only models); ``context_length``:
+    the most positions the model's position table covers (None: unbounded); ``start_token``: the
+    encoder-decoder's ``decoder_start_token_id``; ``pad_id``: fills encoder-input padding;
+    ``check``: validates ``input_ids``/``attention_mask`` (InputError naming the input)."""
+
+    decoder: Program
+    vocab_size: int
+    context_length: int | None
+    check: Check
+    encoder: Program | None = None
+    start_token: int | None = None
+    pad_id: int = 0
 
 
 class Decoder:
-    """Incremental decoding of one causal-LM Model on its backend, with a static-size KV cache."""
+    """Incremental decoding over a model's `DecodingGraphs`; see the module docstring."""
 
     prompt_bucket: int | None = 16
     cache_bucket: int | None = 64
 
-    def __init__(self, model: Model):
-        if model.task != "causal-lm":
-            raise ConfigError(f"Decoder needs a model loaded with task='causal-lm', this one has task={model.task!r}")
-        if not isinstance(model.arch, CausalLM):
-            raise ConfigError(f"model_type {model.arch.model_type!r} is not a decoder-only language model")
-        self.model = model
-        self.vocab_size: int = model.arch.vocab_size
-        self.context_length: int = model.arch.max_length
-        self.backend = model.backend
+    def __init__(self, graphs: DecodingGraphs):
+        self.graphs = graphs
+        self.vocab_size = graphs.vocab_size
+        self.context_length = graphs.context_length
+        self.start_token = graphs.start_token
+        self.encoder_decoder = graphs.encoder is not None
+        self.backend = graphs.decoder.backend
         if not self.backend.static_shapes:  # eager or dynamic-shape backends compile nothing per shape
             self.prompt_bucket = self.cache_bucket = None
-        graph = model.arch.build("causal-lm", model.dtype, cached=True)
-        self.graph = graph
-        self._program = self.backend.compile(graph, model.program.native_params())
-        self._zeros = {v.name: (v.shape, v.dtype.numpy) for v in graph.inputs if v.name.startswith(PAST)}
-        self._present = {PRESENT + name.removeprefix(PAST): name for name in self._zeros}  # output -> input name
-        self._reorder = self.backend.compile(reorder_graph(graph, self._present), {})
+        self._program = graphs.decoder
+        graph = self._program.graph
+        cross = {_past(n) for n in graphs.encoder.graph.outputs} if graphs.encoder else set()
+        self._past = {v.name: v for v in graph.inputs if v.name.startswith(PAST + ".") and v.name not in cross}
+        self._cross = sorted(cross)
+        self._positions = any(v.name == "position_ids" for v in graph.inputs)
+        self._reorder_past = self.backend.compile(reorder_graph(graph, {_present(n): n for n in self._past}), {})
+        self._reorder_cross = (self.backend.compile(reorder_graph(graph, {_present(n): n for n in self._cross}), {})
+                               if cross else None)
         self._cache: dict[str, Any] = {}
+        self._fixed: dict[str, Any] = {}  # encoder-decoders: cross keys/values and the encoder mask
+        self._rows = np.zeros(0, np.int64)  # source row of each decoder row (its cross keys/values)
         self._mask = np.zeros((0, 0), np.int64)
         self._next = np.zeros(0, np.int64)
         self._slot = self._end = 0
@@ -73,24 +96,23 @@ class Decoder:
         return self._mask.shape[0]
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int) -> np.ndarray:
-        """input_ids/attention_mask [batch, seq], LEFT-padded (mask 0 on the left pads). Allocates the static
-        cache for seq + max_new_tokens positions (rounded up to a bucket so different lengths reuse compiled
-        graphs), runs the prompt, returns float32 numpy logits [batch, vocab] of the last position.
-        InputError naming both numbers if seq + max_new_tokens > context_length."""
+        """Start decoding ``input_ids``/``attention_mask`` [batch, seq] (decoder-only: LEFT-padded, mask 0
+        on the left pads; encoder-decoder: any padding side) with room for ``max_new_tokens`` steps;
+        returns float32 numpy logits [batch, vocab] for the first new token. InputError naming the
+        numbers if the positions needed exceed ``context_length``."""
         ids, mask = self._check_prompt(input_ids, attention_mask, max_new_tokens)
+        if self.encoder_decoder:
+            ids, mask = self._encode(ids, mask)
+        else:
+            pad = round_up(ids.shape[1], self.prompt_bucket) - ids.shape[1]
+            ids, mask = np.pad(ids, ((0, 0), (pad, 0))), np.pad(mask, ((0, 0), (pad, 0)))
         batch, seq = ids.shape
-        pad = round_up(seq, self.prompt_bucket) - seq
-        if pad:
-            ids = np.pad(ids, ((0, 0), (pad, 0)))
-            mask = np.pad(mask, ((0, 0), (pad, 0)))
-        cache = round_up(seq + pad + max_new_tokens, self.cache_bucket)
+        cache = round_up(seq + max_new_tokens, self.cache_bucket)
         positions = np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1)
         self._mask = np.ones((batch, cache), np.int64)
-        self._mask[:, :seq + pad] = mask
-        zeros = {name: np.zeros((batch, shape[1], cache, shape[3]), dtype) for name, (shape, dtype) in self._zeros.items()}
-        self._cache = {}
-        self._slot, self._end = seq + pad, cache
-        self._next = positions[:, -1] + 1
+        self._mask[:, :seq] = mask
+        zeros = {n: np.zeros((batch, v.shape[1], cache, v.shape[3]), v.dtype.numpy) for n, v in self._past.items()}
+        self._end, self._next, self._rows = cache, positions[:, -1] + 1, np.arange(batch)
         return self._run(ids, positions, 0, zeros)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
@@ -101,17 +123,37 @@ class Decoder:
         return logits
 
     def reorder(self, index: np.ndarray) -> None:
-        """Keep/reorder cache rows: row i of the new state is row index[i] of the old (batch size may
-        change, e.g. np.repeat(np.arange(b), num_beams) to expand for beam search)."""
+        """Row i of the new state is row index[i] of the old (the batch may change, e.g.
+        ``np.repeat(np.arange(b), num_beams)`` for beam search). Cross keys/values are gathered only
+        when a row changes source (not when beams of one source reorder)."""
         index = check_reorder(index, self.batch_size)
-        out = self._reorder(index=index, **self._cache)
-        self._cache = {past: out[present] for present, past in self._present.items()}
-        self._mask, self._next = self._mask[index], self._next[index]
+        out = self._reorder_past(index=index, **self._cache)
+        self._cache = {n: out[_present(n)] for n in self._past}
+        rows = self._rows[index]
+        if self._reorder_cross is not None and (rows.shape != self._rows.shape or (rows != self._rows).any()):
+            cross = self._reorder_cross(index=index, **{n: self._fixed[n] for n in self._cross})
+            self._fixed = {"encoder_attention_mask": self._fixed["encoder_attention_mask"][index],
+                           **{n: cross[_present(n)] for n in self._cross}}
+        self._rows, self._mask, self._next = rows, self._mask[index], self._next[index]
+
+    def _encode(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the encoder once (input right-padded to the bucket); returns the decoder's first input:
+        ``decoder_start_token_id`` per row and its mask."""
+        batch, seq = ids.shape
+        pad = round_up(seq, self.prompt_bucket) - seq
+        if self.context_length is not None:
+            pad = max(0, min(pad, self.context_length - seq))
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=self.graphs.pad_id)
+        mask = np.pad(mask, ((0, 0), (0, pad)))
+        cross = self.graphs.encoder(input_ids=ids, attention_mask=mask)
+        self._fixed = {"encoder_attention_mask": mask, **{n: cross[_present(n)] for n in self._cross}}
+        return np.full((batch, 1), self.start_token, np.int64), np.ones((batch, 1), np.int64)
 
     def _run(self, ids: np.ndarray, positions: np.ndarray, slot: int, cache: Mapping[str, Any]) -> np.ndarray:
-        out = self._program(input_ids=ids, position_ids=positions, cache_position=np.asarray(slot, np.int64),
-                            attention_mask=self._mask, **cache)
-        self._cache = {past: out[present] for present, past in self._present.items()}
+        extra = {"position_ids": positions} if self._positions else {}
+        out = self._program(input_ids=ids, cache_position=np.asarray(slot, np.int64), attention_mask=self._mask,
+                            **extra, **self._fixed, **cache)
+        self._cache = {n: out[_present(n)] for n in self._past}
         self._slot = slot + ids.shape[1]
         return np.asarray(self.backend.to_numpy(out["logits"]), np.float32)
 
@@ -123,12 +165,22 @@ class Decoder:
             raise InputError(f"attention_mask has shape {mask.shape}, but input_ids has shape {ids.shape}: they must be equal")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int | np.integer) or max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        seq = ids.shape[1]
-        if seq + max_new_tokens > self.context_length:
-            raise InputError(f"the prompt has {seq} tokens and max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} "
-                             f"positions, more than this model's context length {self.context_length}")
-        self.model.arch.check_inputs({"input_ids": ids, "attention_mask": mask}, "causal-lm")
+        self.graphs.check({"input_ids": ids, "attention_mask": mask})
+        limit, seq = self.context_length, 1 if self.encoder_decoder else ids.shape[1]
+        if limit is not None and seq + max_new_tokens > limit:
+            what = (f"max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} decoder positions" if self.encoder_decoder
+                    else f"the prompt has {seq} tokens and max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} positions")
+            raise InputError(f"{what}, more than the model's context window of {limit} tokens (context length {limit}, "
+                             "max_position_embeddings)")
         return ids.astype(np.int64), mask.astype(np.int64)
+
+
+def _present(name: str) -> str:
+    return PRESENT + name.removeprefix(PAST)
+
+
+def _past(name: str) -> str:
+    return PAST + name.removeprefix(PRESENT)
 
 
 def check_step(tokens: Any, batch: int, vocab: int, slot: int, end: int) -> np.ndarray:
@@ -159,12 +211,13 @@ def round_up(n: int, bucket: int | None) -> int:
     return -(-n // bucket) * bucket if bucket else n
 
 
-def reorder_graph(graph: Graph, present: Mapping[str, str]) -> Graph:
-    """``index`` [rows] and the caches -> the caches gathered along the batch axis (row i = row index[i])."""
+def reorder_graph(graph: Graph, names: Mapping[str, str]) -> Graph:
+    """``index`` [rows] and inputs of ``graph`` -> each gathered along the batch axis (row i = row
+    index[i]), as output ``out`` for every ``names[out] = input``."""
     g = GraphBuilder(f"{graph.name}:reorder")
     index = g.input("index", ["rows"], "i64")
     values = {v.name: v for v in graph.inputs}
-    for out, name in present.items():
+    for out, name in names.items():
         v = values[name]
         g.output(out, fn.gather(g.input(name, v.shape, v.dtype), index, axis=0))
     return g.build()

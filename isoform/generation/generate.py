@@ -1,5 +1,6 @@
 """`generate`: the body of ``Model.generate`` — checks the request, lays prompts out left-padded,
-picks the strategy and runs it on the model's incremental decoder.
+picks the strategy and runs it on the model's incremental decoder (`Decoder`); it knows nothing
+of `Model`.
 
 Everything that can be wrong with a request (options, prompt shapes, lengths, token ids) is an error
 raised before any compute, also with ``stream=True`` (the generator is returned afterwards).
@@ -8,38 +9,55 @@ raised before any compute, also with ``stream=True`` (the generator is returned 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from .config import GenerationConfig
-from .search import IncrementalDecoder, Prompt, Search, beam_search, sample
+from .search import IncrementalDecoder, Prompt, Search, Start, beam_search, sample
 from .stopping import Stopping, StopStrings
 
-if TYPE_CHECKING:
-    from ..model import Model
-
 Streamer = Callable[[np.ndarray], Any]
-_IDLE: WeakKeyDictionary[Any, IncrementalDecoder] = WeakKeyDictionary()  # one reusable decoder per model
 
 
-def generate(model: Model, input_ids: Any, attention_mask: Any = None, *, stream: bool = False,
-             streamer: Streamer | None = None, seed: int | None = None, tokenizer: Any = None,
-             **options: Any) -> np.ndarray | Iterator[np.ndarray]:
-    """See `isoform.Model.generate`."""
-    if model.task not in ("causal-lm", "seq2seq-lm"):
-        raise InputError(f"generate needs a model loaded with task='causal-lm' (or 'seq2seq-lm'), this one has "
-                         f"task={model.task!r}")
-    base = getattr(model, "generation_config", None) or GenerationConfig.from_model_config(model.config.to_dict())
+def generate(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+             *, release: Callable[[], None] = lambda: None, stream: bool = False, streamer: Streamer | None = None,
+             seed: int | None = None, tokenizer: Any = None, **options: Any) -> np.ndarray | Iterator[np.ndarray]:
+    """See `isoform.Model.generate`. ``decoder``: the model's incremental decoder, free for this call;
+    ``base``: the model's generation config; ``release()`` is called once the decoder is free again
+    (at the end, on an error, or when a stream is closed)."""
+    try:
+        search, prompt = _start(decoder, base, input_ids, attention_mask, stream or streamer is not None, seed,
+                                tokenizer, options)
+        config = search.config
+        copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+        start = search.start(prompt, copies)  # the decoder checks the prompt, then prefills
+        beams = beam_search(search, start) if config.num_beams > 1 else None
+    except BaseException:
+        release()
+        raise
+    if beams is not None:
+        release()
+        return beams
+    steps = _steps(search, start, streamer, release)
+    if stream:
+        return steps
+    tokens = list(steps)
+    first = np.repeat(prompt.sequences, config.num_return_sequences, axis=0)
+    return np.concatenate([first, np.stack(tokens, axis=1)], axis=1) if tokens else first
+
+
+def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None,
+           streaming: bool, seed: int | None, tokenizer: Any, options: dict[str, Any]) -> tuple[Search, Prompt]:
+    """Everything that can be wrong with a request is raised here, before any compute."""
     config = base.resolve(**options)
-    _check_forced(config, model.arch.vocab_size)
-    ids, mask = _rows(model, input_ids, attention_mask)
-    seq2seq = model.task == "seq2seq-lm"
+    _check_forced(config, decoder.vocab_size)
+    ids, mask = _rows(input_ids, attention_mask)
+    seq2seq = decoder.encoder_decoder
     prompt_len = 1 if seq2seq else int(mask.sum(1).max())  # after left-padding
-    max_new = _max_new_tokens(config, base, options, prompt_len, None if seq2seq else model.arch.max_length)
-    if config.num_beams > 1 and (stream or streamer is not None):
+    max_new = _max_new_tokens(config, base, options, prompt_len, None if seq2seq else decoder.context_length)
+    if config.num_beams > 1 and streaming:
         raise InputError(f"streaming (stream=True or a streamer) works with greedy decoding and sampling, "
                          f"not beam search (num_beams={config.num_beams})")
     if config.stop_list and tokenizer is None:
@@ -48,55 +66,31 @@ def generate(model: Model, input_ids: Any, attention_mask: Any = None, *, stream
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     strings = StopStrings(config.stop_list, tokenizer) if config.stop_list else None
     stopping = Stopping(prompt_len + max_new, config.eos_ids, strings)
-
-    decoder = _IDLE.pop(model, None) or _new_decoder(model)
     if seq2seq:
         start = np.full((len(ids), 1), decoder.start_token, np.int64)
         prompt = Prompt(ids, mask, start, np.zeros(len(ids), np.int64))
     else:
         ids, mask = _left_pad(ids, mask, config.pad_token_id if config.pad_token_id is not None else 0)
         prompt = Prompt(ids, mask, ids, (mask == 0).sum(1))
-    search = Search(decoder, config, max_new, stopping, np.random.default_rng(seed))
-    if config.num_beams > 1:
-        try:
-            return beam_search(search, prompt)
-        finally:
-            _IDLE[model] = decoder
-    steps = _steps(model, decoder, search, prompt, streamer)
-    if stream:
-        return steps
-    tokens = list(steps)
-    start = np.repeat(prompt.sequences, config.num_return_sequences, axis=0)
-    return np.concatenate([start, np.stack(tokens, axis=1)], axis=1) if tokens else start
+    return Search(decoder, config, max_new, stopping, np.random.default_rng(seed)), prompt
 
 
-def _steps(model: Model, decoder: IncrementalDecoder, search: Search, prompt: Prompt,
-           streamer: Streamer | None) -> Iterator[np.ndarray]:
+def _steps(search: Search, start: Start, streamer: Streamer | None, release: Callable[[], None]) -> Iterator[np.ndarray]:
     try:
-        for tokens in sample(search, prompt):
+        for tokens in sample(search, start):
             if streamer is not None:
                 streamer(tokens)
             yield tokens
         if streamer is not None and hasattr(streamer, "end"):
             streamer.end()
     finally:
-        _IDLE[model] = decoder  # free for the next call (also when a stream is abandoned)
+        release()  # free for the next call (also when a stream is abandoned)
 
 
-def _new_decoder(model: Model) -> IncrementalDecoder:
-    if model.task == "seq2seq-lm":
-        from .seq2seq import Seq2SeqDecoder
-
-        return Seq2SeqDecoder(model)
-    from .decoder import Decoder
-
-    return Decoder(model)
-
-
-def _rows(model: Model, input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy int64 ids and mask [batch, seq], checked: 0/1 mask with one block of ones per row."""
-    ids = model._as_numpy("input_ids", input_ids)
-    mask = np.ones(ids.shape, np.int64) if attention_mask is None else model._as_numpy("attention_mask", attention_mask)
+def _rows(ids: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ids and mask [batch, seq], checked: 0/1 mask with one block of ones per row (the
+    decoder's prefill checks ids and mask against the model)."""
+    mask = np.ones(ids.shape, np.int64) if mask is None else mask
     if ids.ndim != 2 or ids.shape[0] == 0 or ids.dtype.kind not in "iu":
         raise InputError(f"input_ids must be integer token ids of shape [batch, seq] with batch >= 1, got "
                          f"{ids.dtype} of shape {ids.shape}")
@@ -112,7 +106,6 @@ def _rows(model: Model, input_ids: Any, attention_mask: Any) -> tuple[np.ndarray
     gaps = np.flatnonzero(np.abs(np.diff(np.pad(mask, ((0, 0), (1, 1))), axis=1)).sum(1) != 2)
     if gaps.size:
         raise InputError(f"attention_mask rows {gaps.tolist()} have padding between tokens; pad on the left or right only")
-    model.arch.check_inputs({"input_ids": ids, "attention_mask": mask}, model.task)
     return ids.astype(np.int64), mask.astype(np.int64)
 
 
@@ -138,8 +131,8 @@ def _left_pad(ids: np.ndarray, mask: np.ndarray, pad: int) -> tuple[np.ndarray, 
 def _max_new_tokens(config: GenerationConfig, base: GenerationConfig, options: dict[str, Any], prompt_len: int,
                     context: int | None) -> int:
     """New tokens to generate: ``max_new_tokens``, else ``max_length`` - prompt (transformers' default
-    ``max_length`` 20 counts new tokens and is capped at the context window). Checked against the
-    model's context window (decoder-only models)."""
+    ``max_length`` 20 counts new tokens and is capped at the context window; the decoder's prefill
+    checks the total against the context window)."""
     if config.max_new_tokens is not None:
         new = config.max_new_tokens
     elif options.get("max_length") is None and base.max_length is None:
@@ -149,7 +142,4 @@ def _max_new_tokens(config: GenerationConfig, base: GenerationConfig, options: d
         if new <= 0:
             raise InputError(f"max_length is {config.max_length} but the prompt already has {prompt_len} tokens; "
                              "set max_new_tokens instead")
-    if context is not None and prompt_len + max(new, 1) > context:
-        raise InputError(f"the prompt has {prompt_len} tokens and max_new_tokens is {new}: {prompt_len + new} "
-                         f"positions, more than the model's context window of {context} tokens")
     return new

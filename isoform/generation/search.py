@@ -22,10 +22,17 @@ from .config import GenerationConfig
 from .stopping import Stopping
 
 NEG = np.float32(-1e9)  # transformers' "very unlikely" beam score
+Start = tuple[np.ndarray, np.ndarray, int, list[P.Processor]]  # first logits, sequences, length, processors
 
 
 class IncrementalDecoder(Protocol):
+    """What generation drives (`isoform.generation.Decoder` is the implementation): ``prefill`` /
+    ``step`` / ``reorder``, and what `generate` needs to lay out a request."""
+
     vocab_size: int
+    context_length: int | None  # most decoder positions (None: unbounded)
+    encoder_decoder: bool  # True: prefill encodes the prompt and starts from ``start_token``
+    start_token: int | None
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int) -> np.ndarray: ...
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
@@ -54,10 +61,10 @@ class Search:
     stopping: Stopping
     rng: np.random.Generator
 
-    def start(self, prompt: Prompt, copies: int) -> tuple[np.ndarray, np.ndarray, int, list[P.Processor]]:
-        """Prefill once per prompt, then repeat every row ``copies`` times (beams / returned sequences),
-        as transformers' ``_expand_inputs_for_generation``; returns the first logits, the sequences,
-        their length and the processors."""
+    def start(self, prompt: Prompt, copies: int) -> Start:
+        """Prefill once per prompt (the decoder checks the prompt first), then repeat every row
+        ``copies`` times (beams / returned sequences), as transformers' ``_expand_inputs_for_generation``;
+        returns the first logits, the sequences, their length and the processors."""
         logits = self.decoder.prefill(prompt.input_ids, prompt.attention_mask, self.max_new_tokens)
         if copies > 1:
             self.decoder.reorder(np.repeat(np.arange(len(logits)), copies))
@@ -69,12 +76,12 @@ class Search:
         return logits, sequences, length, processors
 
 
-def sample(search: Search, prompt: Prompt) -> Iterator[np.ndarray]:
-    """Greedy decoding or multinomial sampling (``config.do_sample``): yields the next token of every
-    row ([rows] int64; ``pad_token_id`` once a row has finished, when an eos token is set) until
-    every row has finished."""
+def sample(search: Search, start: Start) -> Iterator[np.ndarray]:
+    """Greedy decoding or multinomial sampling (``config.do_sample``) from ``search.start(prompt,
+    config.num_return_sequences)``: yields the next token of every row ([rows] int64; ``pad_token_id``
+    once a row has finished, when an eos token is set) until every row has finished."""
     config, stopping = search.config, search.stopping
-    logits, sequences, length, processors = search.start(prompt, config.num_return_sequences)
+    logits, sequences, length, processors = start
     buffer = np.zeros((len(sequences), length + search.max_new_tokens), np.int64)
     buffer[:, :length] = sequences
     unfinished = np.ones(len(sequences), bool)
@@ -92,12 +99,13 @@ def sample(search: Search, prompt: Prompt) -> Iterator[np.ndarray]:
         logits = search.decoder.step(tokens)
 
 
-def beam_search(search: Search, prompt: Prompt) -> np.ndarray:
-    """Beam search (beam sampling with ``do_sample``), transformers v5's vectorized ``_beam_search``:
-    returns the ``num_return_sequences`` best finished sequences per prompt, [batch * n, length]."""
+def beam_search(search: Search, start: Start) -> np.ndarray:
+    """Beam search (beam sampling with ``do_sample``), transformers v5's vectorized ``_beam_search``,
+    from ``search.start(prompt, config.num_beams)``: returns the ``num_return_sequences`` best finished
+    sequences per prompt, [batch * n, length]."""
     config, stopping = search.config, search.stopping
     beams, eos = config.num_beams, config.eos_ids
-    logits, flat, prompt_len, processors = search.start(prompt, beams)
+    logits, flat, prompt_len, processors = start
     batch, vocab = len(flat) // beams, logits.shape[-1]
     max_length = prompt_len + search.max_new_tokens
     keep = max(2, 1 + len(eos)) * beams  # candidates kept per step: enough to continue after eos

@@ -12,7 +12,7 @@ import sys
 import time
 
 from ..errors import InputError
-from .streaming import TextStreamer
+from ..generation.streaming import TextStreamer
 
 #: command-line flag -> generate() option (only flags that were given are passed: the rest come from
 #: the checkpoint's generation_config.json, then transformers' defaults)
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(args.model)
-    task = _task(args.model)
-    model = Model.load(args.model, backend=args.backend, task=task, dtype=args.dtype)
+    model = Model.load(args.model, backend=args.backend, task="text-generation", dtype=args.dtype)
     ids = tokenizer(args.prompt, return_tensors="np")["input_ids"]
     if ids.shape[1] == 0:
         raise InputError(f"the prompt {args.prompt!r} encodes to no tokens")
@@ -54,24 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print(tokenizer.decode(out[0], skip_special_tokens=True), flush=True)
         steps = out.shape[1] - ids.shape[1]
     else:
-        streamer = TextStreamer(tokenizer, ids[0] if task == "causal-lm" else [], print_prompt=task == "causal-lm")
+        streamer = TextStreamer(tokenizer, ids[0] if model.task == "causal-lm" else [], print_prompt=model.task == "causal-lm")
         steps = sum(1 for _ in model.generate(ids, seed=args.seed, stream=True, streamer=streamer, **options))
     if args.stats:
         elapsed = time.perf_counter() - start
         print(f"[{steps} tokens in {elapsed:.2f}s: {steps / elapsed:.1f} tok/s, {args.backend}]", file=sys.stderr)
     return 0
 
-
-def _task(model: str) -> str:
-    """``seq2seq-lm`` when the checkpoint's architecture has that task, else ``causal-lm``."""
-    import json
-
-    from .. import architectures
-    from ..hub import resolve
-
-    try:  # an unreadable config.json is reported by Model.load
-        model_type = json.loads((resolve(model) / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        model_type = None
-    tasks = architectures.REGISTRY[model_type].tasks if model_type in architectures.REGISTRY else {}
-    return "seq2seq-lm" if "seq2seq-lm" in tasks else "causal-lm"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IsoformError
-from .generation import run
+from ..errors import IsoformError
+from . import run
 
 #: Parity tolerance (max abs diff) of the exported model against the torch backend, per dtype; for an
 #: output whose largest magnitude m exceeds 1, the tolerance is this times m.
@@ -32,8 +32,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from . import backends
-    from .model import Model
+    from .. import backends
+    from ..model import Model
 
     model = Model.load(args.model, backend="numpy", task=args.task, dtype=args.dtype)
     path = model.export_onnx(args.output, opset=args.opset)
@@ -79,7 +79,7 @@ def _sample_inputs(model) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     """Random ids and all-ones masks the model accepts: one row for a classifier that pools the last
     token (no pad token), and each row ending in the eos token where an encoder-decoder classifier
     pools there."""
-    from .architectures.seq2seq import EncoderDecoder
+    from ..architectures.seq2seq import EncoderDecoder
 
     classify = model.task == "sequence-classification"
     sizes = {"batch": 1 if classify and getattr(model.arch, "pad_token", 0) is None else 2, "seq": 16, "target": 8}

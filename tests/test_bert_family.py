@@ -13,6 +13,7 @@ from isoform.architectures import REGISTRY
 from isoform.architectures.bert import Bert
 from isoform.architectures.causal import CausalLM
 from isoform.architectures.seq2seq import EncoderDecoder
+from isoform.testing.coverage import check_task_coverage
 
 torch = pytest.importorskip("torch")
 
@@ -109,20 +110,10 @@ def test_parity(hf_checkpoint, backend, family, cls, config, task):
     assert max_diff(got, want) <= TOL
 
 
-def declared(base: type) -> dict[str, tuple[str, str | None]]:
-    """transformers class -> (model_type, task) for every task of every registered subclass of ``base``."""
-    return {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, base)
-            for task, cls in arch.tasks.items()}
-
-
 def test_cases_cover_every_declared_task():
     """Each (model_type, task) a BERT-family architecture declares has a parity case, built from the
     transformers class the architecture names for it: a new architecture or head fails here until tested."""
-    classes = declared(Bert)
-    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
-    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
-    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
-    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
+    check_task_coverage(Bert, {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks})
 
 
 def test_every_architecture_has_a_parity_file():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import isoform
-from isoform.architectures import REGISTRY
 from isoform.architectures.causal import CausalLM
 from isoform.errors import ConfigError, InputError
+from isoform.testing.coverage import check_task_coverage
 
 torch = pytest.importorskip("torch")
 
@@ -214,12 +214,7 @@ def test_reorder_expands_and_permutes_rows(hf_checkpoint, backend, family):
 def test_cases_cover_every_declared_task():
     """Each (model_type, task) a decoder-only architecture declares has a parity case, built from the
     transformers class the architecture names for it: a new architecture or head fails here until tested."""
-    classes = {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, CausalLM)
-               for task, cls in arch.tasks.items()}
-    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
-    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
-    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
-    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
+    check_task_coverage(CausalLM, {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks})
 
 
 def test_bucketed_prefill_reuses_compiled_graphs(hf_checkpoint):

@@ -9,9 +9,9 @@ import pytest
 from test_bert_family import max_diff, reference
 
 import isoform
-from isoform.architectures import REGISTRY
 from isoform.architectures.seq2seq import EncoderDecoder
 from isoform.errors import InputError
+from isoform.testing.coverage import check_task_coverage
 
 torch = pytest.importorskip("torch")
 
@@ -85,12 +85,7 @@ def test_parity(hf_checkpoint, backend, cls, config, task):
 def test_cases_cover_every_declared_task():
     """Each (model_type, task) an encoder-decoder architecture declares has a parity case, built from the
     transformers class the architecture names for it: a new architecture or head fails here until tested."""
-    classes = {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, EncoderDecoder)
-               for task, cls in arch.tasks.items()}
-    cases = {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks}
-    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
-    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
-    assert not missing, f"(model_type, task) without a parity case in this file: {missing}"
+    check_task_coverage(EncoderDecoder, {hf_class(cls, task) for _, cls, _, tasks in FAMILIES for task in tasks})
 
 
 @pytest.mark.parametrize(("cls", "config", "task"), [

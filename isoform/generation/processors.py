@@ -107,9 +107,7 @@ def top_p(p: float, keep: int = 1) -> Processor:
         cumulative = np.cumsum(softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1, dtype=np.float32)
         drop = cumulative <= np.float32(1 - p)
         drop[:, -keep:] = False
-        remove = np.empty_like(drop)
-        np.put_along_axis(remove, order, drop, axis=-1)
-        return np.where(remove, NEG_INF, scores)
+        return _drop_sorted(scores, order, drop)
     return apply
 
 
@@ -139,9 +137,7 @@ def typical_p(mass: float, keep: int = 1) -> Processor:
         last = np.minimum((cumulative < np.float32(mass)).sum(-1), scores.shape[-1] - 1)
         drop = ranked > np.take_along_axis(ranked, last[:, None], axis=-1)
         drop[:, :keep] = False
-        remove = np.empty_like(drop)
-        np.put_along_axis(remove, order, drop, axis=-1)
-        return np.where(remove, NEG_INF, scores)
+        return _drop_sorted(scores, order, drop)
     return apply
 
 
@@ -165,6 +161,13 @@ def eta_cutoff(epsilon: float, keep: int = 1) -> Processor:
         eta = np.minimum(eps, np.sqrt(eps) * np.exp(-entropy))
         return _cut(scores, probs < eta, keep)
     return apply
+
+
+def _drop_sorted(scores: np.ndarray, order: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """``-inf`` at the tokens ``drop`` marks, given in the sorted ``order`` (top-p, typical)."""
+    remove = np.empty_like(drop)
+    np.put_along_axis(remove, order, drop, axis=-1)
+    return np.where(remove, NEG_INF, scores)
 
 
 def _cut(scores: np.ndarray, remove: np.ndarray, keep: int) -> np.ndarray:

@@ -96,6 +96,9 @@ class Model:
         directory = resolve(name_or_path)
         arch = architecture_for(_read_config(directory))
         if task == "text-generation":
+            if arch.generative_task is None:
+                raise ConfigError(f"task 'text-generation' needs a causal or encoder-decoder LM; model_type "
+                                  f"{arch.model_type!r} has no generative task (its tasks: {list(arch.tasks)})")
             task = arch.generative_task
         arch.check_task(task)
         dtype = check_float_dtype(dtype) or "float32"

@@ -74,6 +74,14 @@ def test_task_must_be_generative(hf_checkpoint):
         isoform.Model.load(path).generate(IDS)
 
 
+def test_text_generation_needs_a_generative_architecture(hf_checkpoint):
+    path, _ = hf_checkpoint("BertModel", vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                            intermediate_size=37)
+    with pytest.raises(ConfigError, match=r"'text-generation'.*model_type 'bert' has no generative task"):
+        isoform.Model.load(path, task="text-generation")
+    assert isoform.Model.load(hf_checkpoint("GPT2LMHeadModel", **GPT2)[0], task="text-generation").task == "causal-lm"
+
+
 def test_bad_generation_config_json(hf_checkpoint, tmp_path):
     path, _ = hf_checkpoint("GPT2LMHeadModel", **GPT2)
     for name in ("config.json", "model.safetensors"):

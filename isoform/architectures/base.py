@@ -120,10 +120,10 @@ class Architecture:
     padding_safe: ClassVar[bool] = True
     pooler_param: ClassVar[str | None] = None
     generative_task: ClassVar[str | None] = None  # what Model.load(task="text-generation") loads
+    checkpoint_pooler = True  # bare model: build the pooler, unless `resolve` finds the checkpoint lacks it
 
     def __init__(self, config: ArchConfig):
         self.config = config
-        self.checkpoint_pooler = True  # bare model: build the pooler (until `resolve` says the checkpoint lacks it)
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> Architecture:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import architectures, backends
-from .architectures import ArchConfig, Architecture
+from .architectures import FLOAT, ArchConfig, Architecture, Inputs
 from .backends import Backend, Program
 from .errors import ConfigError, InputError
 from .generation.config import GenerationConfig
@@ -70,6 +70,8 @@ class Model:
         self.backend: Backend = program.backend
         self.bucket: int | None = 32 if self.backend.static_shapes else None
         self.generation_config: GenerationConfig | None = None  # set by load from generation_config.json
+        self.inputs: Inputs = arch.input_specs(task)  # what __call__ takes, checked once there
+        self._input_dtypes = {v.name: v.dtype.numpy for v in self.graph.inputs}
         self._seq_axes = {name: _seq_axis(self.graph, value) for name, value in self.graph.outputs.items()}
         self._generation: DecodingGraphs | None = None  # the generation graphs, compiled once
         self._idle: list[Decoder] = []  # decoders free for the next generate() call
@@ -169,14 +171,15 @@ class Model:
 
     # -- running ----------------------------------------------------------------------------------
     def __call__(self, **inputs: Any) -> ModelOutput:
-        """Run on ``input_ids`` (required), ``attention_mask`` (default: all ones) and
-        ``token_type_ids`` (default: zeros), NumPy or backend-native integer arrays. Inputs are
-        checked (names, shapes, id ranges, length) before any compute."""
-        arrays = self._prepare(inputs)
-        seq = arrays["input_ids"].shape[-1]
-        arrays = self._pad(arrays, seq)
-        out = self.program(**arrays)
-        if arrays["input_ids"].shape[-1] != seq:
+        """Run on the model's inputs (`Model.inputs`: for text ``input_ids``, ``attention_mask``, default
+        all ones, and ``token_type_ids``, default zeros), NumPy or backend-native arrays. Inputs are
+        checked from the architecture's input specs (names, shapes, dtypes, id ranges, lengths,
+        finiteness) before any compute."""
+        arrays, dims = self._prepare(inputs)
+        seq = dims.get("seq")
+        padded = self._pad(arrays, seq)
+        out = self.program(**padded)
+        if padded is not arrays:
             out = {k: _cut(v, self._seq_axes[k], seq) for k, v in out.items()}
         return ModelOutput({k: out[k] for k in self.graph.outputs}, self.backend)
 
@@ -217,7 +220,7 @@ class Model:
             encoder = compiled.get("encoder")
             self._generation = DecodingGraphs(
                 decoder=compiled["decoder"], encoder=encoder, vocab_size=self.arch.vocab_size,
-                context_length=self.arch.max_length, check=lambda inputs: self.arch.check_inputs(inputs, self.task),
+                context_length=self.arch.max_length, check=self._check,
                 start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id)
         return Decoder(self._generation)
 
@@ -228,26 +231,24 @@ class Model:
 
     def warmup(self, batch: int = 1, seq: int = 128, choices: int = 2) -> float:
         """Compile for inputs of this size ahead of the first real call; returns seconds taken."""
-        shape = (batch, choices, seq) if self.task == "multiple-choice" else (batch, seq)
+        sizes = {"batch": batch, "seq": seq, "choices": choices, "target": seq}
+        dummy = {s.name: np.full([sizes.get(d, d) for d in s.shape], s.pad, np.float32 if s.dtype == FLOAT else np.int64)
+                 for s in self.inputs.specs if s.required}
         start = time.perf_counter()
-        self(input_ids=np.full(shape, self.arch.pad_id, np.int64))
+        self(**dummy)
         return time.perf_counter() - start
 
-    def _prepare(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        names = self.arch.input_names()
-        unknown = sorted(set(inputs) - set(names))
-        if unknown:
-            raise InputError(f"unexpected input(s) {unknown}; this model takes {names}")
-        if inputs.get("input_ids") is None:
-            raise InputError(f"input_ids is required; this model takes {names}")
+    def _prepare(self, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Checked arrays of every graph input (defaults filled, graph dtypes), and the dim sizes."""
         arrays = {k: self._as_numpy(k, v) for k, v in inputs.items() if v is not None}
+        dims = self._check(arrays)
+        arrays = self.inputs.complete(arrays)
+        return {k: a.astype(self._input_dtypes[k], copy=False) for k, a in arrays.items()}, dims
+
+    def _check(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+        dims = self.inputs.check(arrays)
         self.arch.check_inputs(arrays, self.task)
-        ids = arrays["input_ids"]
-        arrays.setdefault("attention_mask", np.ones(ids.shape, np.int64))
-        if "token_type_ids" in names:
-            arrays.setdefault("token_type_ids", np.zeros(ids.shape, np.int64))
-        self.arch.default_inputs(arrays, self.task)
-        return {k: arrays[k].astype(np.int64, copy=False) for k in names}
+        return dims
 
     def _as_numpy(self, name: str, x: Any) -> np.ndarray:
         try:
@@ -255,18 +256,25 @@ class Model:
         except Exception as e:
             raise InputError(f"{name} cannot be read as an array: {type(x).__name__} ({e})") from None
         if a.dtype == object:
-            raise InputError(f"{name} must be a rectangular array of integers")
+            raise InputError(f"{name} must be a rectangular array of numbers")
         return a
 
-    def _pad(self, arrays: dict[str, np.ndarray], seq: int) -> dict[str, np.ndarray]:
-        if not self.bucket or not self.arch.is_padding_safe(self.task):
+    def _pad(self, arrays: dict[str, np.ndarray], seq: int | None) -> dict[str, np.ndarray]:
+        """``arrays`` padded along ``seq`` up to the next bucket (jitted backends compile once per
+        bucket), or ``arrays`` itself when the model is not padding-safe or no padding is needed."""
+        if not self.bucket or seq is None or not self.arch.is_padding_safe(self.task):
             return arrays
-        target = min(-(-seq // self.bucket) * self.bucket, self.arch.max_length)
+        target = min(-(-seq // self.bucket) * self.bucket, self.arch.max_length or seq)
         if target <= seq:
             return arrays
-        fill = {"input_ids": self.arch.pad_id}
-        widths = [(0, 0)] * (arrays["input_ids"].ndim - 1) + [(0, target - seq)]
-        return {k: np.pad(v, widths, constant_values=fill.get(k, 0)) for k, v in arrays.items()}
+        padded = {}
+        for spec in self.inputs.specs:
+            x = arrays[spec.name]
+            if "seq" in spec.shape:
+                widths = [(0, target - seq if d == "seq" else 0) for d in spec.shape]
+                x = np.pad(x, widths, constant_values=spec.pad)
+            padded[spec.name] = x
+        return padded
 
 
 def architecture_for(config: Mapping[str, Any]) -> Architecture:

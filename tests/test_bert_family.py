@@ -132,7 +132,7 @@ def test_bucketed_matches_unbucketed(hf_checkpoint, task):
     inputs = make_inputs(config, task, seq=9)
     plain = model(**inputs).numpy()
     model.bucket = 16
-    padded = model._pad(model._prepare(inputs), 9)
+    padded = model._pad(model._prepare(inputs)[0], 9)
     assert padded["input_ids"].shape[-1] == 16
     bucketed = model(**inputs).numpy()
     for k in plain:
@@ -145,7 +145,7 @@ def test_bucket_is_capped_at_max_positions(hf_checkpoint):
     model = isoform.Model.load(path)
     model.bucket = 32
     longest = ROBERTA["max_position_embeddings"] - ROBERTA["pad_token_id"] - 1
-    arrays = model._prepare({"input_ids": np.full((1, 33), 5)})
+    arrays, _ = model._prepare({"input_ids": np.full((1, 33), 5)})
     assert model._pad(arrays, 33)["input_ids"].shape[-1] == longest
     assert model(input_ids=np.full((1, longest), 5))["last_hidden_state"].shape == (1, longest, 32)
 

@@ -23,5 +23,7 @@ from . import (  # noqa: F401  (each registers its architectures)
     t5,
 )
 from .base import REGISTRY, TASKS, ArchConfig, Architecture, get, parse_config, register, supported
+from .inputs import FLOAT, Inputs, InputSpec, Limit
 
-__all__ = ["REGISTRY", "TASKS", "ArchConfig", "Architecture", "get", "parse_config", "register", "supported"]
+__all__ = ["FLOAT", "REGISTRY", "TASKS", "ArchConfig", "Architecture", "InputSpec", "Inputs", "Limit", "get",
+           "parse_config", "register", "supported"]

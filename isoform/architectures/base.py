@@ -28,11 +28,13 @@ checkpoint rather than the config (a bare model's pooler, an untied LM head) are
 load by `resolve` from the checkpoint's tensor names; after that every graph and the weight map
 depend only on config and task.
 
-`build()` (below) writes the encoder framing shared by the BERT family: inputs ``input_ids``,
-``attention_mask`` and (when the model has token types) ``token_type_ids`` of shape
+`input_specs(task)` declares the forward graph's inputs (`isoform.architectures.inputs`): `Model`
+validates every call from them once and fills defaults; `check_inputs` adds only the checks specs
+cannot state. `build()` (below) writes the encoder framing shared by the BERT family: inputs
+``input_ids``, ``attention_mask`` and (when the model has token types) ``token_type_ids`` of shape
 [batch, seq] — [batch, choices, seq] for ``multiple-choice``, flattened before the backbone and
 un-flattened after the head. Decoder-only (`causal.CausalLM`) and encoder-decoder
-(`seq2seq.EncoderDecoder`) families are peer bases that override `build`, `graphs` and `check_inputs`.
+(`seq2seq.EncoderDecoder`) families are peer bases that override `build`, `graphs` and `input_specs`.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..ir import Graph, GraphBuilder, Tensor
 from ..ir.dtypes import DType, as_dtype
 from ..layers import ACTIVATIONS
 from ..weights import Rename, Rule, WeightMap
+from .inputs import Inputs, InputSpec, Limit, attention_mask, token_ids, zeros_like
 
 TASKS = ("masked-lm", "causal-lm", "seq2seq-lm", "sequence-classification", "token-classification",
          "question-answering", "multiple-choice", "pretraining", "image-classification", "ctc")
@@ -182,8 +185,22 @@ class Architecture:
             return False
         return self.uses_pooler(task) if task is not None else self.checkpoint_pooler
 
-    def input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.uses_token_types else [])
+    def input_specs(self, task: str | None) -> Inputs:
+        """The forward graph's inputs: ``input_ids``, ``attention_mask`` (default: ones) and, when the
+        model has token types, ``token_type_ids`` (default: zeros), [batch, seq] or (``multiple-choice``)
+        [batch, choices, seq]."""
+        dims = ("batch", "choices", "seq") if task == "multiple-choice" else ("batch", "seq")
+        specs = [token_ids("input_ids", dims, int(self.config.vocab_size), self.pad_id), attention_mask(dims, "input_ids")]
+        if self.uses_token_types:
+            specs.append(InputSpec("token_type_ids", dims, high=int(self.config.type_vocab_size), bound="type_vocab_size",
+                                   default=zeros_like("input_ids")))
+        return Inputs(specs, limits=self.position_limits(("seq",)))
+
+    def position_limits(self, dims: Collection[str]) -> dict[str, Limit]:
+        """``dims`` limited to the position table's length (none when positions are not a table)."""
+        if self.max_length is None:
+            return {}
+        return {d: Limit("sequence length", self.max_length, "max_position_embeddings") for d in dims}
 
     def graphs(self, task: str | None, dtype: DType | str = "float32") -> dict[str, Graph]:
         """The named graphs ``task`` needs (see the module docstring); encoders: ``{"forward"}``."""
@@ -194,8 +211,7 @@ class Architecture:
         self.check_task(task)
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task})
-        dims = ["batch", "choices", "seq"] if task == "multiple-choice" else ["batch", "seq"]
-        ids, mask, *types = (g.input(n, dims, "i64") for n in self.input_names())
+        ids, mask, *types = (spec.declare(g) for spec in self.input_specs(task).specs)
         if task == "multiple-choice":
             ids, mask, *types = (t.reshape("batch*choices", "seq") for t in (ids, mask, *types))
         states = self.backbone(ids, mask, types[0] if types else None, pooler=self.has_pooler(task))
@@ -211,43 +227,8 @@ class Architecture:
         return WeightMap(self.rules(task, pooler=self.has_pooler(task)), ignore=[*self.ignore_patterns, *self.head_patterns],
                          tied=self.tied(task), prefix=self.prefix, save_prefix=task is not None)
 
-    def default_inputs(self, inputs: dict[str, np.ndarray], task: str | None) -> None:
-        """Add defaults for optional inputs the caller left out (beyond the attention mask and
-        token types `Model` fills), in place; encoder-decoders fill their decoder inputs."""
-
     def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
-        """Raise InputError (naming the input) for ids outside the vocabulary, sequences longer
-        than the position table, or masks/token types whose shape differs from the ids."""
-        ids = inputs["input_ids"]
-        rank = 3 if task == "multiple-choice" else 2
-        layout = "[batch, choices, seq]" if rank == 3 else "[batch, seq]"
-        if ids.ndim != rank:
-            raise InputError(f"input_ids must have shape {layout}, got shape {ids.shape}")
-        if ids.shape[-1] == 0:
-            raise InputError("input_ids is empty: sequences need at least one token")
-        vocab = int(self.config.vocab_size)
-        _check_ints("input_ids", ids, 0, vocab, "the vocabulary size (vocab_size)")
-        if ids.shape[-1] > self.max_length:
-            raise InputError(f"input_ids has sequence length {ids.shape[-1]}, longer than this model's maximum "
-                             f"{self.max_length} (max_position_embeddings): truncate the inputs")
-        for name in ("attention_mask", "token_type_ids"):
-            if name in inputs and inputs[name].shape != ids.shape:
-                raise InputError(f"{name} has shape {inputs[name].shape}, but input_ids has shape {ids.shape}: "
-                                 "they must be equal")
-        if "attention_mask" in inputs:
-            _check_ints("attention_mask", inputs["attention_mask"], 0, 2, "2 (values must be 0 or 1)")
-        if "token_type_ids" in inputs:
-            _check_ints("token_type_ids", inputs["token_type_ids"], 0, int(self.config.type_vocab_size),
-                        "type_vocab_size")
-
-
-def _check_ints(name: str, x: np.ndarray, low: int, high: int, what: str) -> None:
-    if x.dtype.kind not in "iub":
-        raise InputError(f"{name} must hold integers, got dtype {x.dtype}")
-    if x.size and (x.min() < low or x.max() >= high):
-        bad = np.argwhere((x < low) | (x >= high))[0]
-        raise InputError(f"{name} holds {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}, outside "
-                         f"[{low}, {high}) where {high} is {what}")
+        """Checks the input specs cannot express (InputError naming the input), after the specs'."""
 
 
 def same(*names: str, prefixed: bool = True) -> list[Rule]:

@@ -100,13 +100,14 @@ class CausalLM(Architecture):
             raise ConfigError(f"a KV-cached graph exists for task 'causal-lm' only, not {task!r}")
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}{':cached' if cached else ''}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task, "cached": cached})
-        ids = g.input("input_ids", ["batch", "seq"], "i64")
+        specs = self.input_specs(task)
+        ids = specs["input_ids"].declare(g)
         if cached:
             positions = g.input("position_ids", ["batch", "seq"], "i64")
             offset = g.input("cache_position", [], "i64")
             attend = CausalAttention(g.input("attention_mask", ["batch", "cache"], "i64"), offset)
         else:
-            mask = g.input("attention_mask", ["batch", "seq"], "i64")
+            mask = specs["attention_mask"].declare(g)
             positions = g.add("iota", shape=[1, "seq"], axis=1, dtype="i64")
             attend = CausalAttention(mask)
         x = self.decoder(self.embed(ids, positions), positions, attend)
@@ -159,7 +160,6 @@ class CausalLM(Architecture):
         return not (task == "sequence-classification" and self.pad_token is None)
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
-        super().check_inputs(inputs, task)
         if task == "sequence-classification" and self.pad_token is None and inputs["input_ids"].shape[0] != 1:
             raise InputError(f"sequence-classification of a batch of {inputs['input_ids'].shape[0]} needs pad_token_id "
                              "in config.json (to find each row's last token); this config has none: pass one row "

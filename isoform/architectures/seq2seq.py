@@ -27,6 +27,7 @@ and the weight rules. `EncoderDecoder.graphs` returns three graphs from that one
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -37,10 +38,10 @@ from ..ir.dtypes import DType, as_dtype
 from ..layers import linear
 from ..layers.causal import PAST, PRESENT, CausalAttention
 from ..layers.seq2seq import CrossAttention, cross_cache_name
-from .base import Architecture, _check_ints
+from .base import Architecture
+from .inputs import Inputs, attention_mask, token_ids
 
 Part = Literal["forward", "encoder", "decoder"]
-DECODER_INPUTS = ("decoder_input_ids", "decoder_attention_mask")
 
 
 class EncoderDecoder(Architecture):
@@ -93,9 +94,6 @@ class EncoderDecoder(Architecture):
                               "'decoder_start_token_id' (T5 uses the pad token, 0) in config.json or generation_config.json")
         return int(start)
 
-    def input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", *DECODER_INPUTS]
-
     # -- graphs -------------------------------------------------------------------------------------
     def graphs(self, task: str | None, dtype: DType | str = "float32") -> dict[str, Graph]:
         """``{"forward"}``, plus the ``"encoder"`` and KV-cached ``"decoder"`` graphs for ``seq2seq-lm``."""
@@ -123,9 +121,7 @@ class EncoderDecoder(Architecture):
         return g.build()
 
     def _forward(self, g: GraphBuilder, task: str | None) -> None:
-        ids, mask = (g.input(n, ["batch", "seq"], "i64") for n in ("input_ids", "attention_mask"))
-        target = "seq" if task == "sequence-classification" else "target"  # pools decoder states at input eos
-        dec_ids, dec_mask = (g.input(n, ["batch", target], "i64") for n in DECODER_INPUTS)
+        ids, mask, dec_ids, dec_mask = (spec.declare(g) for spec in self.input_specs(task).specs)
         states = self.encode(ids, mask)
         x = self.decode(dec_ids, None, CausalAttention(dec_mask), CrossAttention(mask, lambda i: self.cross_kv(states, i)))
         if task is None:
@@ -184,11 +180,17 @@ class EncoderDecoder(Architecture):
         out[:, 1:] = ids[:, :-1]
         return out
 
-    def default_inputs(self, inputs: dict[str, np.ndarray], task: str | None) -> None:
-        """Fill missing decoder inputs: ``input_ids`` shifted right, an all-ones mask."""
-        if "decoder_input_ids" not in inputs:
-            inputs["decoder_input_ids"] = self.shift_right(inputs["input_ids"])
-        inputs.setdefault("decoder_attention_mask", np.ones(inputs["decoder_input_ids"].shape, np.int64))
+    def input_specs(self, task: str | None) -> Inputs:
+        """``input_ids``, ``attention_mask`` [batch, seq]; ``decoder_input_ids`` (default: ``input_ids``
+        shifted right) and ``decoder_attention_mask`` (default: ones) [batch, target], or [batch, seq]
+        for ``sequence-classification`` (it reads decoder states at the input's eos positions)."""
+        target = "seq" if task == "sequence-classification" else "target"
+        vocab = self.vocab_size
+        specs = [token_ids("input_ids", ("batch", "seq"), vocab, self.pad_id), attention_mask(("batch", "seq"), "input_ids"),
+                 replace(token_ids("decoder_input_ids", ("batch", target), vocab, self.pad_id, required=False),
+                         default=lambda arrays: self.shift_right(arrays["input_ids"])),
+                 attention_mask(("batch", target), "decoder_input_ids", name="decoder_attention_mask")]
+        return Inputs(specs, limits=self.position_limits(("seq", "target")))
 
     @property
     def max_length(self) -> int | None:
@@ -196,26 +198,7 @@ class EncoderDecoder(Architecture):
         return None
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:
-        """InputError (naming the input) for ids outside the vocabulary, sequences longer than the
-        position table, mismatched mask shapes, or (classification) rows without the same number of eos."""
-        for ids_name, mask_name in (("input_ids", "attention_mask"), DECODER_INPUTS):
-            ids = inputs.get(ids_name)
-            if ids is None:
-                continue
-            if ids.ndim != 2 or ids.shape[-1] == 0:
-                raise InputError(f"{ids_name} must have shape [batch, seq] with seq >= 1, got shape {ids.shape}")
-            _check_ints(ids_name, ids, 0, self.vocab_size, "the vocabulary size (vocab_size)")
-            if self.max_length is not None and ids.shape[-1] > self.max_length:
-                raise InputError(f"{ids_name} has sequence length {ids.shape[-1]}, longer than this model's maximum "
-                                 f"{self.max_length} (max_position_embeddings): truncate the inputs")
-            if mask_name in inputs:
-                if inputs[mask_name].shape != ids.shape:
-                    raise InputError(f"{mask_name} has shape {inputs[mask_name].shape}, but {ids_name} has shape "
-                                     f"{ids.shape}: they must be equal")
-                _check_ints(mask_name, inputs[mask_name], 0, 2, "2 (values must be 0 or 1)")
-        dec = inputs.get("decoder_input_ids")
-        if dec is not None and dec.shape[0] != inputs["input_ids"].shape[0]:
-            raise InputError(f"decoder_input_ids has batch size {dec.shape[0]}, input_ids {inputs['input_ids'].shape[0]}")
+        """Classification: every row needs the same number of eos tokens (the pooled positions)."""
         if task == "sequence-classification":
             self._check_eos(inputs)
 
@@ -224,7 +207,3 @@ class EncoderDecoder(Architecture):
         if counts.min() == 0 or len(set(counts.tolist())) != 1:
             raise InputError(f"sequence-classification pools at the last eos token ({self.eos_token_id}): every row of "
                              f"input_ids needs the same, non-zero number of them, got {counts.tolist()}")
-        dec = inputs.get("decoder_input_ids")
-        if dec is not None and dec.shape != inputs["input_ids"].shape:
-            raise InputError(f"sequence-classification reads decoder states at input_ids' eos positions: "
-                             f"decoder_input_ids must have input_ids' shape {inputs['input_ids'].shape}, got {dec.shape}")

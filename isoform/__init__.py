@@ -26,11 +26,12 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .model import Model, ModelOutput
+    from .processing import ImageProcessor
     from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-_LAZY = {"Model": ".model", "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
+_LAZY = {"ImageProcessor": ".processing", "Model": ".model", "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,5 +44,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'isoform' has no attribute {name!r}")
 
 
-__all__ = ["BackendError", "ConfigError", "GraphError", "HubError", "InputError", "IsoformError", "Model",
-           "ModelOutput", "Tokenizer", "TokenizerError", "WeightsError", "backends"]
+__all__ = ["BackendError", "ConfigError", "GraphError", "HubError", "ImageProcessor", "InputError", "IsoformError",
+           "Model", "ModelOutput", "Tokenizer", "TokenizerError", "WeightsError", "backends"]

@@ -13,6 +13,8 @@ from isoform.architectures import REGISTRY
 from isoform.architectures.bert import Bert
 from isoform.architectures.causal import CausalLM
 from isoform.architectures.seq2seq import EncoderDecoder
+from isoform.architectures.towers import Towers
+from isoform.architectures.vision import VisionEncoder
 from isoform.testing.coverage import check_task_coverage
 
 torch = pytest.importorskip("torch")
@@ -117,9 +119,10 @@ def test_cases_cover_every_declared_task():
 
 
 def test_every_architecture_has_a_parity_file():
-    """Every registered architecture is an encoder (this file), a decoder-only LM (test_decoders.py) or an
-    encoder-decoder (test_seq2seq.py): each of those files checks it covers its own."""
-    owners = (Bert, CausalLM, EncoderDecoder)
+    """Every registered architecture is an encoder (this file), a decoder-only LM (test_decoders.py), an
+    encoder-decoder (test_seq2seq.py), an image encoder or a multi-tower model (test_vision.py): each of those files checks it
+    covers its own."""
+    owners = (Bert, CausalLM, EncoderDecoder, VisionEncoder, Towers)
     stray = {t: [o.__name__ for o in owners if issubclass(a, o)] for t, a in REGISTRY.items()}
     assert {t: o for t, o in stray.items() if len(o) != 1} == {}
 

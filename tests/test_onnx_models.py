@@ -78,6 +78,12 @@ BART = dict(vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=3, encod
             pad_token_id=1, eos_token_id=2, bos_token_id=0, decoder_start_token_id=2)
 T5 = dict(vocab_size=99, d_model=32, d_kv=12, d_ff=37, num_layers=2, num_decoder_layers=3, num_heads=4,
           relative_attention_num_buckets=8, relative_attention_max_distance=20, decoder_start_token_id=0)
+VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=24, patch_size=4,
+           encoder_stride=4)
+CLIP = dict(text_config=dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20,
+                             max_position_embeddings=20, projection_dim=8, eos_token_id=49),
+            vision_config=dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=20,
+                               image_size=12, patch_size=5, projection_dim=8), projection_dim=8)
 HALF = {"float16": (onnx.TensorProto.FLOAT16, 2e-2), "bfloat16": (onnx.TensorProto.BFLOAT16, 6e-2)}  # see test_half_precision
 CLI_ARCHS = {"bert": ("BertForMaskedLM", TINY, "masked-lm"), "llama": ("LlamaForCausalLM", LLAMA, "causal-lm"),
              "bart": ("BartForConditionalGeneration", BART, "seq2seq-lm")}
@@ -157,6 +163,9 @@ def test_cli_export_bad_dtype(hf_checkpoint, tmp_path, capsys):
     ("GPT2ForSequenceClassification", GPT2, "sequence-classification"),  # no pad token: one row at a time
     ("BartForSequenceClassification", BART, "sequence-classification"),  # pools at each row's eos
     ("T5ForConditionalGeneration", T5, "seq2seq-lm"),  # logits ~15: the tolerance scales with them
+    ("ViTForMaskedImageModeling", VIT, "masked-image-modeling"),  # float pixels and a 0/1 patch mask
+    ("DeiTForImageClassificationWithTeacher", VIT, "image-classification"),
+    ("CLIPModel", CLIP, None),  # texts and images with batch dims of their own
 ])
 def test_cli_export_parity_check_inputs(hf_checkpoint, tmp_path, capsys, cls, config, task):
     """The parity check feeds inputs the model accepts (it used to fail these with an input error

@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (each registers its architectures)
     bart,
     bert,
     blenderbot,
+    clip,
     distilbert,
     electra,
     gpt,
@@ -21,6 +22,7 @@ from . import (  # noqa: F401  (each registers its architectures)
     pegasus,
     roberta,
     t5,
+    vit,
 )
 from .base import REGISTRY, TASKS, ArchConfig, Architecture, get, parse_config, register, supported
 from .inputs import FLOAT, Inputs, InputSpec, Limit

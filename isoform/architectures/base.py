@@ -53,7 +53,7 @@ from ..weights import Rename, Rule, WeightMap
 from .inputs import Inputs, InputSpec, Limit, attention_mask, token_ids, zeros_like
 
 TASKS = ("masked-lm", "causal-lm", "seq2seq-lm", "sequence-classification", "token-classification",
-         "question-answering", "multiple-choice", "pretraining", "image-classification", "ctc")
+         "question-answering", "multiple-choice", "pretraining", "image-classification", "masked-image-modeling", "ctc")
 
 
 class ArchConfig(BaseModel):
@@ -123,6 +123,7 @@ class Architecture:
     padding_safe: ClassVar[bool] = True
     pooler_param: ClassVar[str | None] = None
     generative_task: ClassVar[str | None] = None  # what Model.load(task="text-generation") loads
+    checkpoint_classes: ClassVar[dict[str, str]] = {}  # more transformers classes -> the task `resolve` loads them as
     checkpoint_pooler = True  # bare model: build the pooler, unless `resolve` finds the checkpoint lacks it
 
     def __init__(self, config: ArchConfig):

@@ -76,28 +76,29 @@ def _parity(model, path: Path, reference: str, tol: float) -> int:
 
 
 def _sample_inputs(model) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    """Random ids and all-ones masks the model accepts: one row for a classifier that pools the last
-    token (no pad token), and each row ending in the eos token where an encoder-decoder classifier
-    pools there."""
+    """Inputs the model accepts, from its input specs: random ids in each spec's range, all-ones masks,
+    random floats; one row for a classifier that pools the last token (no pad token), and each row
+    ending in the eos token where an encoder-decoder classifier pools there."""
+    from ..architectures.inputs import FLOAT
     from ..architectures.seq2seq import EncoderDecoder
 
     classify = model.task == "sequence-classification"
     sizes = {"batch": 1 if classify and getattr(model.arch, "pad_token", 0) is None else 2, "seq": 16, "target": 8}
     rng = np.random.default_rng(0)
     inputs = {}
-    for v in model.graph.inputs:
-        shape = [d if isinstance(d, int) else sizes.get(d, 2) for d in v.shape]
-        if v.name.endswith("input_ids"):
-            inputs[v.name] = rng.integers(0, model.config.vocab_size, shape)
-        elif v.name.endswith("attention_mask"):
-            inputs[v.name] = np.ones(shape, np.int64)
+    for spec in model.inputs.specs:
+        shape = [d if isinstance(d, int) else sizes.setdefault(d, 2) for d in spec.shape]
+        if spec.dtype == FLOAT:
+            inputs[spec.name] = rng.standard_normal(shape).astype(np.float32)
+        elif spec.name.endswith("attention_mask"):
+            inputs[spec.name] = np.ones(shape, np.int64)
         else:
-            inputs[v.name] = np.zeros(shape, v.dtype.numpy) if not v.dtype.is_float else rng.standard_normal(shape)
+            inputs[spec.name] = rng.integers(spec.low, spec.high or spec.low + 1, shape)
     if classify and isinstance(model.arch, EncoderDecoder):
         eos, ids = model.arch.eos_token_id, inputs["input_ids"]
         ids[ids == eos] = (eos + 1) % model.config.vocab_size
         ids[..., -1] = eos
-    return {k: v for k, v in sizes.items() if any(k in g.shape for g in model.graph.inputs)}, inputs
+    return {k: v for k, v in sizes.items() if any(k in s.shape for s in model.inputs.specs)}, inputs
 
 
 def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -14,16 +14,30 @@ from collections.abc import Collection
 from ..architectures import REGISTRY
 
 
-def declared(base: type) -> dict[str, tuple[str, str | None]]:
-    """transformers class -> (model_type, task) for every task of every registered subclass of ``base``."""
-    return {cls: (model_type, task) for model_type, arch in REGISTRY.items() if issubclass(arch, base)
-            for task, cls in arch.tasks.items()}
+def declared(base: type) -> dict[tuple[str, str | None], list[str]]:
+    """(model_type, task) -> the transformers classes it loads, for every registered subclass of ``base``."""
+    pairs: dict[tuple[str, str | None], list[str]] = {}
+    for model_type, arch in REGISTRY.items():
+        if issubclass(arch, base):
+            for cls, task in [*((c, t) for t, c in arch.tasks.items()), *arch.checkpoint_classes.items()]:
+                pairs.setdefault((model_type, task), []).append(cls)
+    return pairs
 
 
-def check_task_coverage(base: type, cases: Collection[str]) -> None:
-    """AssertionError unless ``cases`` (transformers class names) are exactly the classes the
-    subclasses of ``base`` declare: naming the undeclared cases or the (model_type, task) pairs missing."""
-    classes, cases = declared(base), set(cases)
-    assert cases <= set(classes), f"cases of undeclared tasks: {sorted(cases - set(classes))}"
-    missing = sorted((classes[c] for c in set(classes) - cases), key=str)
+def check_task_coverage(base: type, cases: Collection[str | tuple[str, str]]) -> None:
+    """AssertionError unless ``cases`` cover exactly the classes the subclasses of ``base`` declare,
+    naming the undeclared cases or the (model_type, task) pairs missing. A case is a transformers class
+    name, or ``(model_type, class)`` where several model types declare that class (CLIP's towers)."""
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for (model_type, _), classes in declared(base).items():
+        for cls in classes:
+            by_class.setdefault(cls, []).append((model_type, cls))
+    covered = set()
+    for case in cases:
+        owners = [case] if isinstance(case, tuple) else by_class.get(case, [])
+        assert len(owners) == 1 and owners[0] in by_class.get(owners[0][1], []), (
+            f"case {case!r} is undeclared" if not owners else f"case {case!r} is declared by {owners}: name its model_type")
+        covered.add(owners[0])
+    missing = sorted({pair for pair, classes in declared(base).items()
+                      if any((pair[0], cls) not in covered for cls in classes)}, key=str)
     assert not missing, f"(model_type, task) without a parity case in this file: {missing}"

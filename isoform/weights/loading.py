@@ -168,7 +168,7 @@ def _finish(array: np.ndarray, target: str | None) -> np.ndarray:
         dt = to_numpy_dtype(target)
         if array.dtype != dt:
             return array.astype(dt, order="C")
-    return np.ascontiguousarray(array)
+    return np.require(array, requirements="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
 
 
 def load_params(

@@ -109,7 +109,7 @@ def _write_safetensors(path: Path, entries: list[tuple[str, Shape, str]], produc
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for name, shape, dtype in entries:
-            array = np.ascontiguousarray(produce(name), dtype=to_numpy_dtype(dtype))
+            array = np.require(produce(name), dtype=to_numpy_dtype(dtype), requirements="C")
             if array.shape != tuple(shape):
                 raise WeightsError(f"tensor {name!r} came out with shape {array.shape}, not {tuple(shape)}")
             f.write(array.reshape(-1).view(np.uint8).data)

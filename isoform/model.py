@@ -230,8 +230,9 @@ class Model:
                              f"task={self.task!r}")
 
     def warmup(self, batch: int = 1, seq: int = 128, choices: int = 2) -> float:
-        """Compile for inputs of this size ahead of the first real call; returns seconds taken."""
-        sizes = {"batch": batch, "seq": seq, "choices": choices, "target": seq}
+        """Compile for inputs of this size ahead of the first real call (``seq``: tokens, or for audio
+        models samples); returns seconds taken."""
+        sizes = {"batch": batch, "seq": seq, "choices": choices, "target": seq, "samples": seq}
         dummy = {s.name: np.full([sizes.get(d, d) for d in s.shape], s.pad, np.float32 if s.dtype == FLOAT else np.int64)
                  for s in self.inputs.specs if s.required}
         start = time.perf_counter()

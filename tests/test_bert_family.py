@@ -10,6 +10,7 @@ import pytest
 
 import isoform
 from isoform.architectures import REGISTRY
+from isoform.architectures.audio import AudioEncoder
 from isoform.architectures.bert import Bert
 from isoform.architectures.causal import CausalLM
 from isoform.architectures.seq2seq import EncoderDecoder
@@ -122,7 +123,7 @@ def test_every_architecture_has_a_parity_file():
     """Every registered architecture is an encoder (this file), a decoder-only LM (test_decoders.py), an
     encoder-decoder (test_seq2seq.py), an image encoder or a multi-tower model (test_vision.py): each of those files checks it
     covers its own."""
-    owners = (Bert, CausalLM, EncoderDecoder, VisionEncoder, Towers)
+    owners = (Bert, CausalLM, EncoderDecoder, VisionEncoder, Towers, AudioEncoder)
     stray = {t: [o.__name__ for o in owners if issubclass(a, o)] for t, a in REGISTRY.items()}
     assert {t: o for t, o in stray.items() if len(o) != 1} == {}
 

@@ -84,6 +84,9 @@ CLIP = dict(text_config=dict(vocab_size=50, hidden_size=16, num_hidden_layers=2,
                              max_position_embeddings=20, projection_dim=8, eos_token_id=49),
             vision_config=dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=20,
                                image_size=12, patch_size=5, projection_dim=8), projection_dim=8)
+WAV2VEC2 = dict(conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), hidden_size=24, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=37, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                vocab_size=12)
 HALF = {"float16": (onnx.TensorProto.FLOAT16, 2e-2), "bfloat16": (onnx.TensorProto.BFLOAT16, 6e-2)}  # see test_half_precision
 CLI_ARCHS = {"bert": ("BertForMaskedLM", TINY, "masked-lm"), "llama": ("LlamaForCausalLM", LLAMA, "causal-lm"),
              "bart": ("BartForConditionalGeneration", BART, "seq2seq-lm")}
@@ -166,6 +169,7 @@ def test_cli_export_bad_dtype(hf_checkpoint, tmp_path, capsys):
     ("ViTForMaskedImageModeling", VIT, "masked-image-modeling"),  # float pixels and a 0/1 patch mask
     ("DeiTForImageClassificationWithTeacher", VIT, "image-classification"),
     ("CLIPModel", CLIP, None),  # texts and images with batch dims of their own
+    ("Wav2Vec2ForCTC", WAV2VEC2, "ctc"),  # raw audio, frames from the conv length formula
 ])
 def test_cli_export_parity_check_inputs(hf_checkpoint, tmp_path, capsys, cls, config, task):
     """The parity check feeds inputs the model accepts (it used to fail these with an input error

@@ -23,6 +23,7 @@ from . import (  # noqa: F401  (each registers its architectures)
     roberta,
     t5,
     vit,
+    wav2vec2,
 )
 from .base import REGISTRY, TASKS, ArchConfig, Architecture, get, parse_config, register, supported
 from .inputs import FLOAT, Inputs, InputSpec, Limit

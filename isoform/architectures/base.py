@@ -53,7 +53,8 @@ from ..weights import Rename, Rule, WeightMap
 from .inputs import Inputs, InputSpec, Limit, attention_mask, token_ids, zeros_like
 
 TASKS = ("masked-lm", "causal-lm", "seq2seq-lm", "sequence-classification", "token-classification",
-         "question-answering", "multiple-choice", "pretraining", "image-classification", "masked-image-modeling", "ctc")
+         "question-answering", "multiple-choice", "pretraining", "image-classification", "masked-image-modeling", "ctc",
+         "audio-classification", "audio-frame-classification", "audio-xvector")
 
 
 class ArchConfig(BaseModel):

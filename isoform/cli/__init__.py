@@ -83,7 +83,8 @@ def _sample_inputs(model) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     from ..architectures.seq2seq import EncoderDecoder
 
     classify = model.task == "sequence-classification"
-    sizes = {"batch": 1 if classify and getattr(model.arch, "pad_token", 0) is None else 2, "seq": 16, "target": 8}
+    sizes = {"batch": 1 if classify and getattr(model.arch, "pad_token", 0) is None else 2, "seq": 16, "target": 8,
+             "samples": 4000}
     rng = np.random.default_rng(0)
     inputs = {}
     for spec in model.inputs.specs:

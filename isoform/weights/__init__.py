@@ -37,7 +37,7 @@ from .loading import check_params, load_params
 from .mapping import Concat, Rename, Rule, Split, Template, WeightMap
 from .readers import Checkpoint, SafetensorsCheckpoint, TorchBinCheckpoint, open_checkpoint
 from .saving import parse_size, save_params
-from .transforms import Cast, Chain, Reshape, Transform, Transpose
+from .transforms import Cast, Chain, Reshape, Transform, Transpose, WeightNorm
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -56,6 +56,7 @@ __all__ = [
     "Transform",
     "Transpose",
     "WeightMap",
+    "WeightNorm",
     "cast",
     "check_params",
     "dtype_name",

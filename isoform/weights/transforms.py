@@ -3,6 +3,9 @@
 A transform maps a checkpoint-layout array to a graph-layout array (``apply``), predicts the result
 shape from a header shape alone (``out_shape``, so strict checks read no data) and has an
 ``inverse`` used when saving back to the Hugging Face layout.
+
+`WeightNorm` is the one transform of two tensors (a weight-normalized layer's magnitude and
+direction -> its weight): rules call its ``join`` / ``split`` (`isoform.layers.audio.WeightNormRule`).
 """
 
 from __future__ import annotations
@@ -123,6 +126,47 @@ class Chain(Transform):
 
     def inverse(self) -> Transform:
         return Chain(tuple(t.inverse() for t in reversed(self.steps)))
+
+
+@dataclass(frozen=True)
+class WeightNorm:
+    """Weight normalization (``torch.nn.utils.weight_norm`` and ``parametrizations.weight_norm``)
+    over axis ``dim``: a checkpoint stores the magnitude ``g`` (size 1 on every axis but ``dim``) and
+    the direction ``v`` (``weight_g`` / ``weight_v``, or ``parametrizations.weight.original0`` /
+    ``original1``); the graph holds the weight ``w = g * v / ||v||`` (the norm over every axis but
+    ``dim``), computed once at load (in float64, then the dtype of ``v``). Saving splits ``w`` into ``g = ||w||`` and ``v = w``,
+    which gives ``w`` back. A transform of two tensors, applied by `isoform.layers.audio.WeightNormRule`."""
+
+    dim: int
+
+    def _g_shape(self, shape: Shape) -> Shape:
+        if not -len(shape) <= self.dim < len(shape):
+            raise WeightsError(f"WeightNorm(dim={self.dim}) does not fit a tensor of shape {list(shape)}")
+        d = self.dim % len(shape)
+        return tuple(n if i == d else 1 for i, n in enumerate(shape))
+
+    def _norm(self, a: np.ndarray) -> np.ndarray:
+        d = self.dim % a.ndim
+        a = a.astype(np.float64)
+        return np.sqrt(np.sum(a * a, axis=tuple(i for i in range(a.ndim) if i != d), keepdims=True))
+
+    def join_shape(self, g: Shape, v: Shape) -> Shape:
+        """The weight's shape from the header shapes of ``g`` and ``v``."""
+        if tuple(g) != self._g_shape(v):
+            raise WeightsError(f"weight norm over dim {self.dim}: magnitude of shape {list(g)} does not fit a direction "
+                               f"of shape {list(v)} (expected {list(self._g_shape(v))})")
+        return tuple(v)
+
+    def split_shapes(self, shape: Shape) -> tuple[Shape, Shape]:
+        return self._g_shape(shape), tuple(shape)
+
+    def join(self, g: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``g * v / ||v||`` in the dtype of ``v``."""
+        return cast(g.astype(np.float64) * v.astype(np.float64) / self._norm(v), v.dtype)
+
+    def split(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(||w||, w)``: a magnitude and direction that `join` maps back to ``w``."""
+        return cast(self._norm(w), w.dtype), w
 
 
 def as_transform(t: Transform | Sequence[Transform] | None) -> Transform:

@@ -26,12 +26,13 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .model import Model, ModelOutput
-    from .processing import ImageProcessor
+    from .processing import FeatureExtractor, ImageProcessor
     from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-_LAZY = {"ImageProcessor": ".processing", "Model": ".model", "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
+_LAZY = {"FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Model": ".model", "ModelOutput": ".model",
+         "Tokenizer": ".tokenizer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,5 +45,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'isoform' has no attribute {name!r}")
 
 
-__all__ = ["BackendError", "ConfigError", "GraphError", "HubError", "ImageProcessor", "InputError", "IsoformError",
-           "Model", "ModelOutput", "Tokenizer", "TokenizerError", "WeightsError", "backends"]
+__all__ = ["BackendError", "ConfigError", "FeatureExtractor", "GraphError", "HubError", "ImageProcessor", "InputError",
+           "IsoformError", "Model", "ModelOutput", "Tokenizer", "TokenizerError", "WeightsError", "backends"]

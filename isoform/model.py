@@ -184,9 +184,10 @@ class Model:
         return ModelOutput({k: out[k] for k in self.graph.outputs}, self.backend)
 
     # -- generation -------------------------------------------------------------------------------
-    def generate(self, input_ids: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
+    def generate(self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any) -> Any:
         """Generate continuations of ``input_ids`` [batch, seq] (NumPy or backend-native; right-, left- or
-        unpadded, with ``attention_mask``) with a ``causal-lm`` (or ``seq2seq-lm``) model; returns int64
+        unpadded, with ``attention_mask``) with a ``causal-lm`` (or ``seq2seq-lm``) model (speech models:
+        ``input_features`` [batch, frames, features], positionally or by name); returns int64
         NumPy [batch * num_return_sequences, length]: the prompt left-padded with ``pad_token_id`` followed by
         the new tokens (decoder-only models, as transformers), or the decoder tokens (seq2seq).
 
@@ -202,7 +203,11 @@ class Model:
         from .generation.generate import generate
 
         self._require_generation("generate")
-        ids = self._as_numpy("input_ids", input_ids)
+        source = self.inputs.specs[0].name  # input_ids, or a speech encoder's input_features
+        input_ids = kwargs.pop(source, input_ids) if source != "input_ids" else input_ids
+        if input_ids is None:
+            raise InputError(f"generate needs the prompt: {source}")
+        ids = self._as_numpy(source, input_ids)
         mask = None if attention_mask is None else self._as_numpy("attention_mask", attention_mask)
         decoder = self._idle.pop() if self._idle else self.decoder()
         base = self.generation_config or GenerationConfig.from_model_config(self.config.to_dict())
@@ -220,8 +225,9 @@ class Model:
             encoder = compiled.get("encoder")
             self._generation = DecodingGraphs(
                 decoder=compiled["decoder"], encoder=encoder, vocab_size=self.arch.vocab_size,
-                context_length=self.arch.max_length, check=self._check,
-                start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id)
+                context_length=self.arch.max_length, check=lambda prompt: self._check(prompt, partial=True),
+                start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id,
+                source=self.inputs.specs[0].name)
         return Decoder(self._generation)
 
     def _require_generation(self, what: str, error: type[Exception] = InputError) -> None:
@@ -246,8 +252,8 @@ class Model:
         arrays = self.inputs.complete(arrays)
         return {k: a.astype(self._input_dtypes[k], copy=False) for k, a in arrays.items()}, dims
 
-    def _check(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
-        dims = self.inputs.check(arrays)
+    def _check(self, arrays: Mapping[str, np.ndarray], partial: bool = False) -> dict[str, int]:
+        dims = self.inputs.check(arrays, partial=partial)
         self.arch.check_inputs(arrays, self.task)
         return dims
 

@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (each registers its architectures)
     mpnet,
     pegasus,
     roberta,
+    speech_to_text,
     t5,
     vit,
     wav2vec2,

@@ -81,6 +81,7 @@ class BartFamily(EncoderDecoder):
     positions: ClassVar[Literal["learned", "marian", "fairseq"]] = "learned"
     position_offset: ClassVar[int] = 2
     logits_bias: ClassVar[bool] = True
+    token_embeddings: ClassVar[str] = "shared"  # the token embedding both stacks share (and a tied LM head)
     config: BartConfig
 
     @property
@@ -100,7 +101,7 @@ class BartFamily(EncoderDecoder):
     def embed(self, ids: Tensor, stack: str, offset: Tensor | None = None) -> Tensor:
         """Scaled token embeddings plus positions (and the embedding LayerNorm where the family has it)."""
         c, g, d = self.config, ids.builder, self.d_model
-        x = embedding(ids, "shared", c.vocab_size, d)
+        x = embedding(ids, self.token_embeddings, c.vocab_size, d)
         if c.scale_embedding:
             x = x * math.sqrt(d)
         if self.positions == "fairseq":
@@ -136,8 +137,12 @@ class BartFamily(EncoderDecoder):
         return linear(act(linear(x, f"{name}.fc1", self.d_model, inner)), f"{name}.fc2", inner, self.d_model)
 
     def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return self.encoder_stack(self.embed(ids, "encoder"), mask)
+
+    def encoder_stack(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The encoder layers (and final LayerNorm) over embedded inputs x [batch, seq, d] with padding mask [batch, seq]."""
         c, d = self.config, self.d_model
-        x, keep, heads = self.embed(ids, "encoder"), fn.ne(mask, mask.builder.constant(0, "i64")), c.encoder_attention_heads
+        keep, heads = fn.ne(mask, mask.builder.constant(0, "i64")), c.encoder_attention_heads
         keep = keep.reshape(mask.shape[0], 1, 1, mask.shape[1])
         for i in range(c.encoder_layers):
             name = f"encoder.layers.{i}"
@@ -174,7 +179,8 @@ class BartFamily(EncoderDecoder):
 
     def lm_logits(self, x: Tensor) -> Tensor:
         c, g = self.config, x.builder
-        weight = g.param("shared.weight" if c.tie_word_embeddings else "lm_head.weight", [c.vocab_size, self.d_model])
+        weight = g.param(f"{self.token_embeddings}.weight" if c.tie_word_embeddings else "lm_head.weight",
+                         [c.vocab_size, self.d_model])
         bias = g.param("final_logits_bias", [1, c.vocab_size]) if self.logits_bias else None
         return unembed(x, weight, bias)
 
@@ -187,7 +193,7 @@ class BartFamily(EncoderDecoder):
         for stack in ("encoder", "decoder"):
             norms += [f"{stack}.layernorm_embedding"] if self.embedding_norm else []
             norms += [f"{stack}.layer_norm"] if self.final_norm else []
-        rules = [*same("shared.weight"), *norm_rules(*norms),
+        rules = [*same(f"{self.token_embeddings}.weight"), *norm_rules(*norms),
                  *linear_rules(*(f"{a}.{p}_proj" for a in attn for p in ("q", "k", "v", "out")),
                                *(f"{s}.{fc}" for s in (enc, dec) for fc in ("fc1", "fc2")))]
         if self.positions == "learned":

@@ -99,13 +99,14 @@ class Inputs:
     def __getitem__(self, name: str) -> InputSpec:
         return next(s for s in self.specs if s.name == name)
 
-    def check(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
-        """Check the given ``arrays`` (a subset of the inputs is fine unless a required one is left out);
-        return the sizes of the symbolic dims. InputError naming the input at fault."""
+    def check(self, arrays: Mapping[str, np.ndarray], *, partial: bool = False) -> dict[str, int]:
+        """Check the given ``arrays`` (a subset of the inputs is fine unless a required one is left out, or
+        ``partial``: generation's prompt, whose decoder inputs come later); return the sizes of the
+        symbolic dims. InputError naming the input at fault."""
         unknown = sorted(set(arrays) - set(self.names))
         if unknown:
             raise InputError(f"unexpected input(s) {unknown}; this model takes {self.names}")
-        missing = [s.name for s in self.specs if s.required and s.name not in arrays]
+        missing = [s.name for s in self.specs if s.required and s.name not in arrays and not partial]
         if missing:
             raise InputError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required; this model takes {self.names}")
         dims: dict[str, tuple[int, str]] = {}  # symbolic dim -> (size, input it was read from)

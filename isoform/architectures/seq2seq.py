@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -67,6 +67,14 @@ class EncoderDecoder(Architecture):
 
     def lm_logits(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    subsamples: ClassVar[bool] = False  # the encoder has fewer states than inputs (speech): see cross_mask
+
+    def cross_mask(self, mask: Tensor, states: Tensor) -> Tensor:
+        """The padding mask [batch, source] of the encoder ``states`` that cross-attention reads: the input
+        mask, unless the encoder subsamples (then the ``"encoder"`` graph also outputs it as
+        ``encoder_attention_mask``)."""
+        return mask
 
     # -- geometry -----------------------------------------------------------------------------------
     @property
@@ -109,11 +117,14 @@ class EncoderDecoder(Architecture):
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}{suffix}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task, "part": part})
         if part == "encoder":
-            states = self.encode(g.input("input_ids", ["batch", "seq"], "i64"), g.input("attention_mask", ["batch", "seq"], "i64"))
+            source, mask = (spec.declare(g) for spec in self.input_specs(task).specs[:2])
+            states = self.encode(source, mask)
             for i in range(self.num_decoder_layers):
                 k, v = self.cross_kv(states, i)
                 g.output(cross_cache_name(PRESENT, i, "key"), k)
                 g.output(cross_cache_name(PRESENT, i, "value"), v)
+            if self.subsamples:
+                g.output("encoder_attention_mask", self.cross_mask(mask, states))
         elif part == "decoder":
             self._decoder(g)
         else:
@@ -123,7 +134,8 @@ class EncoderDecoder(Architecture):
     def _forward(self, g: GraphBuilder, task: str | None) -> None:
         ids, mask, dec_ids, dec_mask = (spec.declare(g) for spec in self.input_specs(task).specs)
         states = self.encode(ids, mask)
-        x = self.decode(dec_ids, None, CausalAttention(dec_mask), CrossAttention(mask, lambda i: self.cross_kv(states, i)))
+        cross = CrossAttention(self.cross_mask(mask, states), lambda i: self.cross_kv(states, i))
+        x = self.decode(dec_ids, None, CausalAttention(dec_mask), cross)
         if task is None:
             outputs = {"last_hidden_state": x}
         elif task == "seq2seq-lm":

@@ -49,7 +49,9 @@ class DecodingGraphs:
     compiled encoder graph of an encoder-decoder (None for decoder-only models); ``context_length``:
     the most positions the model's position table covers (None: unbounded); ``start_token``: the
     encoder-decoder's ``decoder_start_token_id``; ``pad_id``: fills encoder-input padding;
-    ``check``: validates ``input_ids``/``attention_mask`` (InputError naming the input)."""
+    ``check``: validates the prompt and its ``attention_mask`` (InputError naming the input);
+    ``source``: the encoder's main input, ``input_ids`` or float features (``input_features``
+    [batch, frames, features] of speech models, never padded to buckets: convolutions see padding)."""
 
     decoder: Program
     vocab_size: int
@@ -58,6 +60,7 @@ class DecodingGraphs:
     encoder: Program | None = None
     start_token: int | None = None
     pad_id: int = 0
+    source: str = "input_ids"
 
 
 class Decoder:
@@ -71,13 +74,15 @@ class Decoder:
         self.vocab_size = graphs.vocab_size
         self.context_length = graphs.context_length
         self.start_token = graphs.start_token
+        self.source = graphs.source
         self.encoder_decoder = graphs.encoder is not None
         self.backend = graphs.decoder.backend
         if not self.backend.static_shapes:  # eager or dynamic-shape backends compile nothing per shape
             self.prompt_bucket = self.cache_bucket = None
         self._program = graphs.decoder
         graph = self._program.graph
-        cross = {_past(n) for n in graphs.encoder.graph.outputs} if graphs.encoder else set()
+        cross = {_past(n) for n in graphs.encoder.graph.outputs if n.startswith(PRESENT + ".")} if graphs.encoder else set()
+        self._float_source = graphs.encoder is not None and graphs.encoder.graph.values[graphs.source].dtype.is_float
         self._past = {v.name: v for v in graph.inputs if v.name.startswith(PAST + ".") and v.name not in cross}
         self._cross = sorted(cross)
         self._positions = any(v.name == "position_ids" for v in graph.inputs)
@@ -139,13 +144,15 @@ class Decoder:
     def _encode(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the encoder once (input right-padded to the bucket); returns the decoder's first input:
         ``decoder_start_token_id`` per row and its mask."""
-        batch, seq = ids.shape
-        pad = round_up(seq, self.prompt_bucket) - seq
-        if self.context_length is not None:
-            pad = max(0, min(pad, self.context_length - seq))
-        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=self.graphs.pad_id)
-        mask = np.pad(mask, ((0, 0), (0, pad)))
-        cross = self.graphs.encoder(input_ids=ids, attention_mask=mask)
+        batch, seq = ids.shape[:2]
+        if not self._float_source:
+            pad = round_up(seq, self.prompt_bucket) - seq
+            if self.context_length is not None:
+                pad = max(0, min(pad, self.context_length - seq))
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=self.graphs.pad_id)
+            mask = np.pad(mask, ((0, 0), (0, pad)))
+        cross = self.graphs.encoder(**{self.graphs.source: ids, "attention_mask": mask})
+        mask = np.asarray(self.backend.to_numpy(cross["encoder_attention_mask"])) if "encoder_attention_mask" in cross else mask
         self._fixed = {"encoder_attention_mask": mask, **{n: cross[_present(n)] for n in self._cross}}
         return np.full((batch, 1), self.start_token, np.int64), np.ones((batch, 1), np.int64)
 
@@ -158,21 +165,24 @@ class Decoder:
         return np.asarray(self.backend.to_numpy(out["logits"]), np.float32)
 
     def _check_prompt(self, ids: Any, mask: Any, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, mask = np.asarray(ids), np.asarray(mask)
-        if ids.ndim != 2 or not ids.size:
-            raise InputError(f"input_ids must have shape [batch, seq] with seq >= 1, got shape {ids.shape}")
-        if mask.shape != ids.shape:
-            raise InputError(f"attention_mask has shape {mask.shape}, but input_ids has shape {ids.shape}: they must be equal")
+        ids, mask, name = np.asarray(ids), np.asarray(mask), self.graphs.source
+        if ids.ndim != (3 if self._float_source else 2) or not ids.size:
+            layout = "[batch, frames, features]" if self._float_source else "[batch, seq] with seq >= 1"
+            raise InputError(f"{name} must have shape {layout}, got shape {ids.shape}")
+        if mask.shape != ids.shape[:2]:
+            raise InputError(f"attention_mask has shape {mask.shape}, but {name} has shape {ids.shape}: they must agree "
+                             "in [batch, seq]")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int | np.integer) or max_new_tokens < 0:
             raise InputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        self.graphs.check({"input_ids": ids, "attention_mask": mask})
+        self.graphs.check({name: ids, "attention_mask": mask})
         limit, seq = self.context_length, 1 if self.encoder_decoder else ids.shape[1]
         if limit is not None and seq + max_new_tokens > limit:
             what = (f"max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} decoder positions" if self.encoder_decoder
                     else f"the prompt has {seq} tokens and max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} positions")
             raise InputError(f"{what}, more than the model's context window of {limit} tokens (context length {limit}, "
                              "max_position_embeddings)")
-        return ids.astype(np.int64), mask.astype(np.int64)
+        source = self.graphs.encoder.graph.values[name].dtype.numpy if self._float_source else np.int64
+        return ids.astype(source), mask.astype(np.int64)
 
 
 def _present(name: str) -> str:

@@ -53,7 +53,10 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
     """Everything that can be wrong with a request is raised here, before any compute."""
     config = base.resolve(**options)
     _check_forced(config, decoder.vocab_size)
-    ids, mask = _rows(input_ids, attention_mask)
+    ids, mask = _rows(input_ids, attention_mask, decoder.source)
+    if decoder.source != "input_ids" and config.encoder_no_repeat_ngram_size:
+        raise InputError(f"encoder_no_repeat_ngram_size needs token ids as the encoder input, this model reads "
+                         f"{decoder.source}")
     seq2seq = decoder.encoder_decoder
     prompt_len = 1 if seq2seq else int(mask.sum(1).max())  # after left-padding
     max_new = _max_new_tokens(config, base, options, prompt_len, None if seq2seq else decoder.context_length)
@@ -87,15 +90,20 @@ def _steps(search: Search, start: Start, streamer: Streamer | None, release: Cal
         release()  # free for the next call (also when a stream is abandoned)
 
 
-def _rows(ids: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """int64 ids and mask [batch, seq], checked: 0/1 mask with one block of ones per row (the
-    decoder's prefill checks ids and mask against the model)."""
-    mask = np.ones(ids.shape, np.int64) if mask is None else mask
-    if ids.ndim != 2 or ids.shape[0] == 0 or ids.dtype.kind not in "iu":
+def _rows(ids: np.ndarray, mask: np.ndarray | None, source: str = "input_ids") -> tuple[np.ndarray, np.ndarray]:
+    """int64 ids (or, for a ``source`` other than input_ids, float features [batch, frames, features])
+    and mask [batch, seq], checked: 0/1 mask with one block of ones per row (the decoder's prefill
+    checks them against the model)."""
+    mask = np.ones(ids.shape[:2], np.int64) if mask is None else mask
+    if source != "input_ids":
+        if ids.ndim != 3 or ids.shape[0] == 0 or ids.dtype.kind != "f":
+            raise InputError(f"{source} must be floats of shape [batch, frames, features] with batch >= 1, got "
+                             f"{ids.dtype} of shape {ids.shape}")
+    elif ids.ndim != 2 or ids.shape[0] == 0 or ids.dtype.kind not in "iu":
         raise InputError(f"input_ids must be integer token ids of shape [batch, seq] with batch >= 1, got "
                          f"{ids.dtype} of shape {ids.shape}")
-    if mask.shape != ids.shape:
-        raise InputError(f"attention_mask has shape {mask.shape}, but input_ids has shape {ids.shape}: they must be equal")
+    if mask.shape != ids.shape[:2]:
+        raise InputError(f"attention_mask has shape {mask.shape}, but {source} has shape {ids.shape}: they must be equal")
     if not np.isin(mask, (0, 1)).all():
         raise InputError("attention_mask must hold only 0 (padding) and 1 (token)")
     lengths = mask.sum(1)
@@ -106,7 +114,7 @@ def _rows(ids: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndar
     gaps = np.flatnonzero(np.abs(np.diff(np.pad(mask, ((0, 0), (1, 1))), axis=1)).sum(1) != 2)
     if gaps.size:
         raise InputError(f"attention_mask rows {gaps.tolist()} have padding between tokens; pad on the left or right only")
-    return ids.astype(np.int64), mask.astype(np.int64)
+    return (ids if source != "input_ids" else ids.astype(np.int64)), mask.astype(np.int64)
 
 
 def _check_forced(config: GenerationConfig, vocab: int) -> None:

@@ -33,6 +33,7 @@ class IncrementalDecoder(Protocol):
     context_length: int | None  # most decoder positions (None: unbounded)
     encoder_decoder: bool  # True: prefill encodes the prompt and starts from ``start_token``
     start_token: int | None
+    source: str  # the prompt's input: "input_ids", or float features an encoder reads ("input_features")
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int) -> np.ndarray: ...
     def step(self, tokens: np.ndarray) -> np.ndarray: ...

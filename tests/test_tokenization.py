@@ -15,11 +15,12 @@ from isoform.tokenization import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-# encoder and decoder tokenizers; the seq2seq classes are in test_tokenization_seq2seq
+# encoder and decoder tokenizers; the seq2seq classes are in test_tokenization_seq2seq, Wav2Vec2's CTC
+# one in test_tokenization_ctc
 BASE = [
     "wordpiece", "minilm-vocab", "minilm", "electra", "distilbert", "mpnet", "tokenizer-json", "gpt2",
     "gpt-neo", "openai-gpt", "qwen2", "roberta", "t5", "albert", "xlm-roberta", "camembert", "llama",
-    "mistral", "mistral-spm",
+    "mistral", "mistral-spm", "clip", "clip-pad",
 ]  # fmt: skip
 NAMES = [*BASE, *(n + SAVED for n in BASE)]
 FIELDS = dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=True)

@@ -77,6 +77,11 @@ def read_bpe_files(vocab_path: pathlib.Path, merges_path: pathlib.Path) -> tuple
     vocab = read_json(vocab_path)
     if not isinstance(vocab, dict):
         raise TokenizerError(f"{vocab_path} must map tokens to ids")
+    if not merges_path.is_file():
+        raise TokenizerError(
+            f"{merges_path} is missing: BPE needs it next to {vocab_path.name} (a vocab.json alone is read "
+            "only for a tokenizer_class or model_type that reads one, as Wav2Vec2CTCTokenizer)"
+        )
     merges = []
     for line in merges_path.read_text(encoding="utf-8").split("\n"):
         if not line or line.startswith("#version"):

@@ -2,9 +2,10 @@
 
 Order of preference: ``tokenizer.json``; WordPiece ``vocab.txt``; byte-level BPE ``vocab.json`` +
 ``merges.txt``; SentencePiece ``spiece.model`` / ``sentencepiece.bpe.model`` / ``tokenizer.model``;
-Marian's ``source.spm``. The family (`isoform.tokenization.families`: how the files convert, which
-template and special tokens) comes from ``tokenizer_class`` in ``tokenizer_config.json``, else
-``model_type`` in ``config.json``, else the file that was found.
+Marian's ``source.spm``; a lone ``vocab.json`` (Wav2Vec2's characters). The family
+(`isoform.tokenization.families`: how the files convert, which template and special tokens) comes from
+``tokenizer_class`` in ``tokenizer_config.json``, else ``model_type`` in ``config.json``, else the file
+that was found.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from isoform.tokenization.files import SPM_FILES, added_token, content, optional
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 VERY_LARGE_INTEGER = int(1e30)
-LOOKED_FOR = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt", *SPM_FILES, "source.spm")
+LOOKED_FOR = (
+    "tokenizer.json", "vocab.txt", "vocab.json + merges.txt", *SPM_FILES, "source.spm", "vocab.json"
+)
 
 
 @dataclass
@@ -111,6 +114,8 @@ def _find_format(directory: pathlib.Path) -> str:
             return name
     if (directory / "source.spm").is_file():
         return "source.spm"
+    if (directory / "vocab.json").is_file():  # alone: a character vocabulary (Wav2Vec2CTCTokenizer)
+        return "vocab.json"
     present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     raise TokenizerError(
         f"no tokenizer files in {directory}: looked for {', '.join(LOOKED_FOR)}; "

@@ -47,6 +47,7 @@ def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathli
     config["truncation_side"] = tok.truncation_side
     config["model_input_names"] = list(tok.model_input_names)
     config["clean_up_tokenization_spaces"] = tok.clean_up_tokenization_spaces
+    spec.family.save_files(tok, config, directory)
     _write(directory / "tokenizer_config.json", config)
     special_map: dict[str, Any] = dict(spec.special)
     if spec.extra_special:

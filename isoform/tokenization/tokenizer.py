@@ -305,10 +305,22 @@ class Tokenizer(Seq2SeqMixin):
 
     # ----- decoding -------------------------------------------------------------------------------
     def decode(
-        self, ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None
+        self,
+        ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **options: Any,
     ) -> str:
-        """Text of one sequence of ids (list, numpy array or framework tensor)."""
-        text = self._family.decode(self, ints(ids), skip_special_tokens)
+        """Text of one sequence of ids (list, numpy array or framework tensor). ``options`` are those of
+        the family's decoding (Wav2Vec2's CTC: ``group_tokens``, ``spaces_between_special_tokens``)."""
+        unknown = sorted(set(options) - set(self._family.decode_options))
+        if unknown:
+            takes = ", ".join(self._family.decode_options) or "none"
+            name = self._family.name
+            raise TokenizerError(
+                f"decode() of a {name} tokenizer takes no {', '.join(unknown)} (options: {takes})"
+            )
+        text = self._family.decode(self, ints(ids), skip_special_tokens, **options)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         if clean_up_tokenization_spaces and type(self.backend.model).__name__ != "BPE":
@@ -320,10 +332,11 @@ class Tokenizer(Seq2SeqMixin):
         sequences: Any,
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: bool | None = None,
+        **options: Any,
     ) -> list[str]:
-        """``decode`` each row of ``sequences``."""
+        """``decode`` each row of ``sequences`` (with the same ``options``)."""
         rows = sequences.tolist() if hasattr(sequences, "tolist") else sequences
-        return [self.decode(r, skip_special_tokens, clean_up_tokenization_spaces) for r in rows]
+        return [self.decode(r, skip_special_tokens, clean_up_tokenization_spaces, **options) for r in rows]
 
     # ----- saving ---------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> pathlib.Path:

@@ -7,10 +7,12 @@ below; the protocol is documented in `isoform.tokenization.families.base`.
 from . import (  # noqa: F401  (each registers its families)
     backend,
     bpe,
+    clip,
     fairseq,
     m2m100,
     marian,
     sentencepiece,
+    wav2vec2,
     wordpiece,
 )
 from .base import REGISTRY, Converted, Family, Source, detect, get, register

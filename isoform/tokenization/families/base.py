@@ -13,7 +13,8 @@ each registered under its own name. What a family declares:
   ``mask_lstrip``, ``defaults`` (tokenizer_config defaults), ``model_max_length``, ``padding_side``,
   ``input_names`` (`model_input_names`), extra special tokens (`extra_special`);
 - behaviour unlike a fast tokenizer, as hooks: per-tokenizer state (`setup`, e.g. ``languages``),
-  encode outputs (`amend`, `tokens`), `decode`, the target side (`target`), saving (`check_save`).
+  encode outputs (`amend`, `tokens`), `decode` (and its ``decode_options``), the target side (`target`),
+  saving (`check_save`, `save_files`).
 
 A worked example, a WordPiece family whose ``[CLS] A [SEP]`` template is data::
 
@@ -105,6 +106,7 @@ class Family:
     padding_side: str = "right"
     input_names: tuple[str, ...] = WITHOUT_TYPES
     languages: Languages | None = None  # mBART / M2M100 language codes, per tokenizer
+    decode_options: tuple[str, ...] = ()  # keyword arguments `decode` takes beyond skip_special_tokens
 
     def __init__(self, name: str, **data: Any) -> None:
         self.name = name
@@ -167,6 +169,10 @@ class Family:
 
     def check_save(self) -> None:
         """Raise TokenizerError when the tokenizer cannot be written as one tokenizer.json."""
+
+    def save_files(self, tok: Tokenizer, config: dict[str, Any], directory: pathlib.Path) -> None:
+        """Amend the ``tokenizer_config.json`` about to be written and write the family's own files
+        (those its transformers class reads instead of tokenizer.json)."""
 
 
 class Slow(Family):

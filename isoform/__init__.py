@@ -26,13 +26,13 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .model import Model, ModelOutput
-    from .processing import FeatureExtractor, ImageProcessor
+    from .processing import FeatureExtractor, ImageProcessor, Processor
     from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-_LAZY = {"FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Model": ".model", "ModelOutput": ".model",
-         "Tokenizer": ".tokenizer"}
+_LAZY = {"FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Processor": ".processing", "Model": ".model",
+         "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,4 +46,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BackendError", "ConfigError", "FeatureExtractor", "GraphError", "HubError", "ImageProcessor", "InputError",
-           "IsoformError", "Model", "ModelOutput", "Tokenizer", "TokenizerError", "WeightsError", "backends"]
+           "IsoformError", "Model", "ModelOutput", "Processor", "Tokenizer", "TokenizerError", "WeightsError", "backends"]

@@ -109,3 +109,47 @@ def test_stop_strings_match_transformers(lm, backend):
     assert got.shape[1] < ids.shape[1] + 12
     greedy = np.asarray(model.generate(ids, max_new_tokens=12))
     np.testing.assert_array_equal(got[0], greedy[0, :got.shape[1]])
+
+
+def test_run_image_prints_the_top_5(hf_checkpoint, tmp_path, capsys):
+    """``--image``: the checkpoint's image processor, then the five most probable labels, as transformers ranks them."""
+    from PIL import Image
+
+    labels = {str(i): f"label {i}" for i in range(7)}
+    path, hf = hf_checkpoint("ViTForImageClassification", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=37, image_size=24, patch_size=4, id2label=labels)
+    proc = transformers.ViTImageProcessorPil(size={"height": 24, "width": 24})
+    proc.save_pretrained(path)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    image.save(tmp_path / "image.png")
+    with torch.no_grad():
+        probs = hf(**proc(image, return_tensors="pt")).logits.softmax(-1)[0].numpy()
+    assert main(["run", str(path), "--image", str(tmp_path / "image.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[1] for line in lines] == [labels[str(i)] for i in np.argsort(-probs)[:5]]
+    np.testing.assert_allclose([float(line.split()[0]) for line in lines], np.sort(probs)[::-1][:5], atol=1e-4)
+
+
+def test_run_audio_transcribes_with_ctc(hf_checkpoint, tmp_path, capsys):
+    """``--audio``: a 16-bit WAV read with the standard library, the feature extractor, argmax, CTC decoding."""
+    import wave
+
+    from conftest_tokenization import build_wav2vec2
+
+    (tmp_path / "tok").mkdir()
+    build_wav2vec2(tmp_path / "tok")
+    hf_tok = transformers.Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "tok")
+    path, hf = hf_checkpoint("Wav2Vec2ForCTC", conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                             hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(hf_tok))
+    hf_tok.save_pretrained(path)
+    fe = transformers.Wav2Vec2FeatureExtractor()
+    fe.save_pretrained(path)
+    samples = (np.random.default_rng(0).normal(size=4000) * 3000).astype(np.int16)
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000), f.writeframes(samples.tobytes())
+    with torch.no_grad():
+        logits = hf(**fe(samples.astype(np.float32) / 32768, sampling_rate=16000, return_tensors="pt")).logits
+    want = hf_tok.batch_decode(logits.argmax(-1))[0]
+    assert main(["run", str(path), "--audio", str(tmp_path / "speech.wav")]) == 0
+    assert capsys.readouterr().out == want + "\n"

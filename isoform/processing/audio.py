@@ -38,7 +38,7 @@ import numpy as np
 from isoform import hub
 from isoform.errors import ConfigError, InputError
 
-from .image import CONFIG_NAME, TENSOR_TYPES, BatchFeature, _bool, _is_number, _read_json
+from .image import CONFIG_NAME, TENSOR_TYPES, BatchFeature, _bool, _is_number, read_preprocessor_config
 from .image_ops import to_tensor
 
 __all__ = ["DEFAULTS", "FeatureExtractor"]
@@ -128,18 +128,7 @@ class FeatureExtractor:
     def from_directory(cls, directory: str | os.PathLike) -> FeatureExtractor:
         """Read ``preprocessor_config.json`` in ``directory``; without ``feature_extractor_type`` the
         type comes, as in transformers' ``AutoFeatureExtractor``, from ``config.json``'s ``model_type``."""
-        directory = pathlib.Path(directory)
-        path = directory / CONFIG_NAME
-        config = _read_json(path, f"{directory} has no {CONFIG_NAME}")
-        if config.get("feature_extractor_type") is None:
-            model_config = directory / "config.json"
-            model_type = _read_json(model_config, "").get("model_type") if model_config.is_file() else None
-            if model_type not in _MODEL_TYPES:
-                raise ConfigError(
-                    f"{path} names no feature_extractor_type and config.json's model_type {model_type!r} "
-                    f"is not one of {', '.join(_MODEL_TYPES)}"
-                )
-            config["feature_extractor_type"] = _MODEL_TYPES[model_type]
+        path, config = read_preprocessor_config(directory, ("feature_extractor_type",), _MODEL_TYPES)
         try:
             return cls.from_dict(config)
         except ConfigError as e:

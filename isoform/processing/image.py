@@ -149,18 +149,7 @@ class ImageProcessor:
         Without ``image_processor_type`` the type comes, as in transformers' ``AutoImageProcessor``,
         from ``feature_extractor_type`` or else from ``config.json``'s ``model_type``.
         """
-        directory = pathlib.Path(directory)
-        path = directory / CONFIG_NAME
-        config = _read_json(path, f"{directory} has no {CONFIG_NAME}")
-        if config.get("image_processor_type") is None and config.get("feature_extractor_type") is None:
-            model_config = directory / "config.json"
-            model_type = _read_json(model_config, "").get("model_type") if model_config.is_file() else None
-            if model_type not in _MODEL_TYPES:
-                raise ConfigError(
-                    f"{path} names no image_processor_type (nor feature_extractor_type) and config.json's "
-                    f"model_type {model_type!r} is not one of {', '.join(_MODEL_TYPES)}"
-                )
-            config["image_processor_type"] = _MODEL_TYPES[model_type]
+        path, config = read_preprocessor_config(directory, ("image_processor_type", "feature_extractor_type"), _MODEL_TYPES)
         try:
             return cls.from_dict(config)
         except ConfigError as e:
@@ -311,6 +300,23 @@ class ImageProcessor:
 
 
 # ----- config values ------------------------------------------------------------------------------
+def read_preprocessor_config(directory: str | os.PathLike, type_keys: tuple[str, ...],
+                             model_types: Mapping[str, str]) -> tuple[pathlib.Path, dict[str, Any]]:
+    """``preprocessor_config.json`` of ``directory`` and its path; when it names no type (none of
+    ``type_keys``), the first key is set from ``config.json``'s ``model_type`` through ``model_types``,
+    as transformers' Auto classes do."""
+    directory = pathlib.Path(directory)
+    path = directory / CONFIG_NAME
+    config = _read_json(path, f"{directory} has no {CONFIG_NAME}")
+    if all(config.get(key) is None for key in type_keys):
+        model_config = directory / "config.json"
+        model_type = _read_json(model_config, "").get("model_type") if model_config.is_file() else None
+        if model_type not in model_types:
+            raise ConfigError(f"{path} names no {' (nor '.join(type_keys)}{')' * (len(type_keys) - 1)} and config.json's "
+                              f"model_type {model_type!r} is not one of {', '.join(model_types)}")
+        config[type_keys[0]] = model_types[model_type]
+    return path, config
+
 def _read_json(path: pathlib.Path, missing: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(missing)

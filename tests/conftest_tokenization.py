@@ -62,7 +62,7 @@ def _spm(tmp, name, **kwargs):
     import sentencepiece as spm
 
     corpus = tmp / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS), encoding="utf-8")
+    corpus.write_text("\n".join(kwargs.pop("corpus", CORPUS)), encoding="utf-8")
     prefix = tmp / "spm"
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(prefix), vocab_size=kwargs.pop("vocab_size", 260), hard_vocab_limit=False,
@@ -399,6 +399,44 @@ def build_wav2vec2_xlsr(tmp):
             "bos_token": "<s>", "eos_token": "</s>", "do_lower_case": False, "word_delimiter_token": "|",
             "replace_word_delimiter_char": " ",
         },
+    )  # fmt: skip
+
+
+S2T_LANGS = ["pt", "fr", "ru", "nl", "ro", "it", "es", "de"]  # transformers' "mustc" lang_codes
+
+
+def _s2t_files(tmp, corpus, user_defined=()):
+    """As fairseq's speech_to_text data preparation writes them: a Unigram model with fairseq's ids
+    (``<s> <pad> </s> <unk>``, then ``user_defined``), and vocab.json (its dictionary) in the same order."""
+    import sentencepiece as spm
+
+    extra = {"user_defined_symbols": list(user_defined)} if user_defined else {}
+    _spm(
+        tmp, "sentencepiece.bpe.model", model_type="unigram", bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+        corpus=corpus, **extra,
+    )  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=str(tmp / "sentencepiece.bpe.model"))
+    _write_json(tmp / "vocab.json", {sp.id_to_piece(i): i for i in range(sp.get_piece_size())})
+    _write_json(tmp / "config.json", {"model_type": "speech_to_text"})
+
+
+def build_speech_to_text(tmp):
+    """As facebook/s2t-small-librispeech-asr: a model of lower-case text, decoded upper-cased; no
+    tokenizer_class (AutoTokenizer goes by model_type), no model_max_length."""
+    _s2t_files(tmp, [s.lower() for s in CORPUS])
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    _write_json(tmp / "tokenizer_config.json", {**special, "do_upper_case": True, "do_lower_case": True})
+    _write_json(tmp / "special_tokens_map.json", special)
+
+
+def build_speech_to_text_multi(tmp):
+    """As facebook/s2t-medium-mustc-multilingual-st: the ``<lang:xx>`` tokens user-defined pieces after
+    fairseq's specials, ``lang_codes`` mustc and a target language other than the first."""
+    _s2t_files(tmp, CORPUS, [f"<lang:{c}>" for c in S2T_LANGS])
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "Speech2TextTokenizer", "lang_codes": "mustc", "tgt_lang": "fr",
+         "do_upper_case": False, "do_lower_case": False, "model_max_length": 1024},
     )  # fmt: skip
 
 

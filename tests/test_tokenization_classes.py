@@ -43,6 +43,7 @@ CLASSES = {
     "blenderbot": ("blenderbot", "BlenderbotTokenizer"),
     "blenderbot-small": ("blenderbot-small", "BlenderbotSmallTokenizer"),
     "m2m_100": ("m2m100", "M2M100Tokenizer"),
+    "speech_to_text": ("speech_to_text", "Speech2TextTokenizer"),
     "clip": ("clip", "CLIPTokenizer"),
     "clip_text_model": ("clip", "CLIPTokenizer"),
     "wav2vec2": ("wav2vec2", "Wav2Vec2CTCTokenizer"),

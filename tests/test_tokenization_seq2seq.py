@@ -1,5 +1,5 @@
-"""Seq2seq tokenizers (T5, mT5, BART, mBART, Pegasus, Marian, Blenderbot, BlenderbotSmall, M2M100)
-against transformers' AutoTokenizer.
+"""Seq2seq tokenizers (T5, mT5, BART, mBART, Pegasus, Marian, Blenderbot, BlenderbotSmall, M2M100,
+Speech2Text) against transformers' AutoTokenizer.
 
 The format-independent checks of ``test_tokenization`` run here on this module's ``pair`` fixture
 (each directory also as transformers' ``save_pretrained`` writes it, ``-saved``); the tests below add
@@ -19,9 +19,13 @@ from conftest_tokenization import (
     _write_json,
     build_bart,
     build_mt5,
+    build_speech_to_text,
+    build_speech_to_text_multi,
     build_t5,
 )
 from test_tokenization import (  # noqa: F401  (collected here with this module's `pair`)
+    FIELDS,
+    corpus,
     padded,
     reference,
     same,
@@ -167,9 +171,17 @@ BUILDERS = {
     "blenderbot-small": build_blenderbot_small,
     "m2m100": build_m2m100,
     "marian": build_marian,
+    "speech_to_text": build_speech_to_text,
+    "speech_to_text-multi": build_speech_to_text_multi,
 }
 NAMES = [*BUILDERS, *(n + SAVED for n in BUILDERS)]
-SLOW = ("m2m100", "marian")  # slow (Python) tokenizers in transformers: no offsets, their own truncation
+# slow (Python) tokenizers in transformers: no offsets, their own truncation
+SLOW = ("m2m100", "marian", "speech_to_text", "speech_to_text-multi")
+SAVED_SLOW = ("speech_to_text", "speech_to_text-multi")  # isoform saves the files their slow class reads
+SAVED_SLOW_ROUNDTRIP = (
+    "transformers' slow Speech2TextTokenizer returns no offset_mapping, which test_save_roundtrip asks of "
+    "the reloaded isoform tokenizer as well; test_speech_to_text_save_roundtrip compares without offsets"
+)
 # Known differences: xfail(strict=True) with the reason. BlenderbotSmall fails every test (not read);
 # the slow classes fail these tests (a strategy list: only with those truncation strategies).
 UNREAD = {
@@ -181,18 +193,18 @@ UNREAD = {
 SLOW_LIMITS = {
     "test_pairs_truncation": (
         ["only_first", "only_second"],
-        "transformers' slow M2M100 / Marian never refuse a pair they cannot cut: they log an error and return "
-        "it untruncated, where isoform raises TokenizerError as the fast classes do",
+        "transformers' slow M2M100 / Marian / Speech2Text never refuse a pair they cannot cut: they log an "
+        "error and return it untruncated, where isoform raises TokenizerError as the fast classes do",
     ),
     "test_pairs_overflow": (
         None,
-        "transformers' slow M2M100 / Marian return no overflow windows for pairs with longest_first "
-        "(ValueError) and no overflow_to_sample_mapping for a single pair",
+        "transformers' slow M2M100 / Marian / Speech2Text return no overflow windows for pairs with "
+        "longest_first (ValueError) and no overflow_to_sample_mapping for a single pair",
     ),
     "test_overflow_windows": (
         None,
-        "transformers' slow M2M100 / Marian cannot return the overflow windows of a batch (BatchEncoding: "
-        "'different batch size')",
+        "transformers' slow M2M100 / Marian / Speech2Text cannot return the overflow windows of a batch "
+        "(BatchEncoding: 'different batch size')",
     ),
     "test_save_roundtrip": (
         None,
@@ -236,8 +248,11 @@ def _param(name):
 
 @pytest.fixture(params=[_param(n) for n in NAMES])
 def pair(request, seq2seq_dirs):
-    slow = request.param.removesuffix(SAVED) in SLOW
+    base = request.param.removesuffix(SAVED)
+    slow = base in SLOW
     strategies, reason = SLOW_LIMITS.get(request.function.__name__, (None, None)) if slow else (None, None)
+    if base in SAVED_SLOW and request.function.__name__ == "test_save_roundtrip":
+        strategies, reason = None, SAVED_SLOW_ROUNDTRIP
     if reason is not None and (strategies is None or request.node.callspec.params["strategy"] in strategies):
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     path = seq2seq_dirs[request.param]
@@ -361,4 +376,103 @@ def test_unsupported_formats_say_so(seq2seq_dirs, tmp_path, cls, files):
     _write_json(tmp_path / "vocab.json", {"<unk>": 0})
     _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": cls})
     with pytest.raises(TokenizerError, match="not supported yet"):
+        Tokenizer.load(tmp_path)
+
+
+SPEECH_TO_TEXT = ["speech_to_text", "speech_to_text-multi"]
+
+
+@pytest.mark.parametrize("name", [*SPEECH_TO_TEXT, *(n + SAVED for n in SPEECH_TO_TEXT)])
+def test_speech_to_text_save_roundtrip(seq2seq_dirs, tmp_path, name):
+    """isoform saves tokenizer.json plus the vocab.json and SentencePiece model Speech2TextTokenizer reads:
+    transformers loads that class from it, and both reload to the same encodings and decodings."""
+    path = seq2seq_dirs[name]
+    mine, ref = Tokenizer.load(path), reference(path)
+    mine.save(tmp_path)
+    ref_again = reference(tmp_path)
+    assert type(ref_again).__name__ == "Speech2TextTokenizer"
+    texts = corpus(mine, ref)
+    targets = [t[::-1] for t in texts]
+    want = ref(texts, text_target=targets, **FIELDS)
+    ids = [*want["input_ids"], *want["labels"]]
+    for other in (WithoutOffsets(Tokenizer.load(tmp_path)), ref_again):
+        assert len(other) == len(ref)
+        assert other.all_special_tokens == [str(t) for t in ref.all_special_tokens]
+        same(
+            dict(other(texts, text_target=targets, **FIELDS)), dict(want), f"reloaded {type(other).__name__}"
+        )
+        for skip in (False, True):
+            assert other.batch_decode(ids, skip_special_tokens=skip) == ref.batch_decode(
+                ids, skip_special_tokens=skip
+            )
+
+
+@pytest.mark.parametrize("name", ["speech_to_text-multi", "speech_to_text-multi" + SAVED])
+def test_speech_to_text_languages(seq2seq_dirs, name):
+    """``tgt_lang`` (at load or as the attribute) prefixes inputs and labels alike with its ``<lang:xx>``."""
+    path = seq2seq_dirs[name]
+    mine, ref = Tokenizer.load(path, tgt_lang="de"), reference(path, tgt_lang="de")
+    assert mine.tgt_lang == ref.tgt_lang == "de"
+    texts, targets = EDGE[:5], EDGE[5:10]
+    got = mine(texts, text_target=targets)
+    same(got, ref(texts, text_target=targets), "tgt_lang at load")
+    lang = mine.convert_tokens_to_ids("<lang:de>")
+    assert {ids[0] for ids in got["input_ids"] + got["labels"]} == {lang}
+    assert mine.lang_code_to_id == ref.lang_code_to_id
+    mine.tgt_lang, ref.tgt_lang = "es", "es"  # the attribute reframes inputs as well as labels
+    same(mine(texts, text_target=targets), ref(texts, text_target=targets), "tgt_lang attribute")
+    cut = dict(padding=True, max_length=6, truncation=True)
+    same(mine(texts, **cut), ref(texts, **cut), "tgt_lang attribute, truncated")
+    ids = ref("hallo welt")["input_ids"]
+    for skip in (False, True):
+        assert mine.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
+    with pytest.raises(TokenizerError, match=r"unknown language code 'en'.*pt, fr"):
+        mine.tgt_lang = "en"
+    with pytest.raises(TokenizerError, match="unknown language code 'xx'"):
+        Tokenizer.load(path, tgt_lang="xx")
+
+
+def test_speech_to_text_monolingual_ignores_tgt_lang(seq2seq_dirs):
+    path = seq2seq_dirs["speech_to_text"]
+    mine, ref = Tokenizer.load(path, tgt_lang="de"), reference(path, tgt_lang="de")
+    same(mine(EDGE[:5]), ref(EDGE[:5]), "no lang_codes")
+    with pytest.raises(TokenizerError, match="no language codes"):
+        mine.get_lang_id("de")
+
+
+def _copy_speech_to_text(seq2seq_dirs, tmp_path, name):
+    src = seq2seq_dirs[name]
+    for file in ("sentencepiece.bpe.model", "vocab.json", "tokenizer_config.json", "config.json"):
+        if (src / file).is_file():
+            (tmp_path / file).write_bytes((src / file).read_bytes())
+    return json.loads((src / "vocab.json").read_text(encoding="utf-8"))
+
+
+def test_speech_to_text_files_checked(seq2seq_dirs, tmp_path):
+    vocab = _copy_speech_to_text(seq2seq_dirs, tmp_path, "speech_to_text")
+    _write_json(tmp_path / "vocab.json", {t: i for i, t in enumerate(list(vocab)[:-1])})  # a piece short
+    with pytest.raises(TokenizerError, match=r"not in vocab\.json"):
+        Tokenizer.load(tmp_path)
+    (tmp_path / "vocab.json").unlink()
+    with pytest.raises(TokenizerError, match=r"needs vocab\.json"):
+        Tokenizer.load(tmp_path)
+    vocab = _copy_speech_to_text(seq2seq_dirs, tmp_path, "speech_to_text-multi")
+    order = list(vocab)
+    order[4], order[5] = order[5], order[4]  # <lang:pt> and <lang:fr> swapped against the model's ids
+    _write_json(tmp_path / "vocab.json", {t: i for i, t in enumerate(order)})
+    with pytest.raises(TokenizerError, match=r"language token '<lang:pt>' has id 5 in vocab\.json but 4"):
+        Tokenizer.load(tmp_path)
+    _write_json(tmp_path / "vocab.json", vocab)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    _write_json(tmp_path / "tokenizer_config.json", {**config, "lang_codes": "covost"})
+    with pytest.raises(TokenizerError, match="lang_codes must be one of mustc"):
+        Tokenizer.load(tmp_path)
+
+
+def test_speech_to_text_bpe_model_refused(tmp_path):
+    _spm(tmp_path, "sentencepiece.bpe.model", model_type="bpe", bos_id=0, pad_id=1, eos_id=2, unk_id=3)
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "sentencepiece.bpe.model"))
+    _write_json(tmp_path / "vocab.json", {sp.id_to_piece(i): i for i in range(sp.get_piece_size())})
+    _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": "Speech2TextTokenizer"})
+    with pytest.raises(TokenizerError, match="only Unigram"):
         Tokenizer.load(tmp_path)

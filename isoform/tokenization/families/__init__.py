@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (each registers its families)
     m2m100,
     marian,
     sentencepiece,
+    speech_to_text,
     wav2vec2,
     wordpiece,
 )

@@ -91,12 +91,21 @@ class Model:
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "numpy", task: str | None = None,
-             dtype: str = "float32") -> Model:
+             dtype: str = "float32", **config: Any) -> Model:
         """Load a checkpoint (local directory, isoform alias or hub id) for ``task`` (None: the
         bare model, like ``AutoModel``; ``"text-generation"``: the architecture's generative task,
-        ``causal-lm`` or ``seq2seq-lm``) onto ``backend`` with float weights in ``dtype``."""
+        ``causal-lm`` or ``seq2seq-lm``) onto ``backend`` with float weights in ``dtype``. Keyword
+        arguments override keys the architecture's config declares, as ``from_pretrained(**kwargs)``
+        does (e.g. ``interpolate_pos_encoding=True`` for ViT/DeiT at other image sizes)."""
         directory = resolve(name_or_path)
-        arch = architecture_for(_read_config(directory))
+        data = _read_config(directory)
+        if config:
+            declared = architectures.get(data.get("model_type")).Config.model_fields
+            unknown = sorted(set(config) - set(declared))
+            if unknown:
+                raise ConfigError(f"Model.load got {unknown}, which model_type {data['model_type']!r} does not read; "
+                                  f"its config keys: {', '.join(sorted(k for k in declared if k != 'model_type'))}")
+        arch = architecture_for({**data, **config})
         if task == "text-generation":
             if arch.generative_task is None:
                 raise ConfigError(f"task 'text-generation' needs a causal or encoder-decoder LM; model_type "

@@ -11,7 +11,7 @@ import pytest
 import isoform
 from isoform.architectures.towers import Towers
 from isoform.architectures.vision import VisionEncoder
-from isoform.errors import InputError
+from isoform.errors import ConfigError, InputError
 from isoform.testing.coverage import check_task_coverage
 
 torch = pytest.importorskip("torch")
@@ -171,3 +171,27 @@ def test_coverage_check_can_fail():
                                      ("clip_vision_model", "CLIPVisionModelWithProjection")})
     with pytest.raises(AssertionError, match="name its model_type"):
         check_task_coverage(Towers, {"CLIPTextModelWithProjection"})
+
+
+INTERPOLATE = dict(TINY, image_size=24, patch_size=4)
+
+
+@pytest.mark.parametrize("cls", ["ViTModel", "DeiTForImageClassificationWithTeacher"])
+def test_interpolate_pos_encoding(hf_checkpoint, backend, cls):
+    """``Model.load(..., interpolate_pos_encoding=True)``: any image size, positions resized bicubically
+    as transformers' ``forward(interpolate_pos_encoding=True)`` (larger, smaller, non-square, native)."""
+    path, hf = hf_checkpoint(cls, **INTERPOLATE)
+    model = isoform.Model.load(path, backend=backend, task=task_of(cls), interpolate_pos_encoding=True)
+    for h, w in [(24, 24), (36, 28), (18, 41)]:
+        pixels = np.random.default_rng(h).normal(size=(2, 3, h, w)).astype(np.float32)
+        with torch.no_grad():
+            out = hf(pixel_values=torch.from_numpy(pixels), interpolate_pos_encoding=True)
+        assert_close(model(pixel_values=pixels).numpy(), {k: v.numpy() for k, v in out.items() if isinstance(v, torch.Tensor)})
+
+
+def test_load_overrides_are_checked(hf_checkpoint):
+    path, _ = hf_checkpoint("ViTForMaskedImageModeling", **SQUARE)
+    with pytest.raises(ConfigError, match=r"\['interpolate_pos_encodings'\].*does not read"):
+        isoform.Model.load(path, interpolate_pos_encodings=True)
+    with pytest.raises(ConfigError, match="interpolate_pos_encoding with masked-image-modeling"):
+        isoform.Model.load(path, task="masked-image-modeling", interpolate_pos_encoding=True)

@@ -67,7 +67,8 @@ def _to_str(p: _Poly) -> str:
     terms = []
     for m in sorted(p, key=lambda m: (-len(m), m)):
         c = p[m]
-        body = "*".join(m)
+        # a floordiv factor is parenthesized in a product: "x*(a)//(4)" would read as "(x*(a))//(4)"
+        body = "*".join(f"({f})" if "//" in f and (len(m) > 1 or abs(c) != 1) else f for f in m)
         if not body:
             t = str(abs(c))
         elif abs(c) == 1:

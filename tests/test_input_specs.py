@@ -36,10 +36,10 @@ class Tabular(Architecture):
 
     def input_specs(self, task):
         return Inputs([
-            InputSpec("input_ids", ("batch", "seq"), high=VOCAB, bound="vocab_size", required=True, pad=1),
+            InputSpec("input_ids", ("batch", "seq"), high=VOCAB, bound="vocab_size", pad=1),
             InputSpec("token_type_ids", ("batch", "seq", COLUMNS), high=TYPES, bound="type_vocab_size",
                       default=lambda a: np.zeros((*a["input_ids"].shape, COLUMNS), np.int64)),
-            InputSpec("features", ("batch", "seq", FEATURES), FLOAT, required=True),
+            InputSpec("features", ("batch", "seq", FEATURES), FLOAT),
         ], limits={"seq": Limit("sequence length", MAX, "max_position_embeddings")})
 
     def build(self, task=None, dtype="float32"):

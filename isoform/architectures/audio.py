@@ -80,7 +80,7 @@ class AudioEncoder(Architecture):
         return None
 
     def input_specs(self, task: str | None) -> Inputs:
-        return Inputs([InputSpec("input_values", ("batch", "samples"), FLOAT, required=True),
+        return Inputs([InputSpec("input_values", ("batch", "samples"), FLOAT),
                        attention_mask(("batch", "samples"), "input_values")])
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray], task: str | None) -> None:

@@ -132,7 +132,7 @@ def text_specs(c: CLIPTextConfig, batch: str = "batch") -> list[InputSpec]:
 
 
 def pixel_spec(c: CLIPVisionConfig, batch: str = "batch") -> InputSpec:
-    return InputSpec("pixel_values", (batch, c.num_channels, *c.image_hw), FLOAT, required=True)
+    return InputSpec("pixel_values", (batch, c.num_channels, *c.image_hw), FLOAT)
 
 
 def tower_rules(name: str, vision: bool) -> list[Rule]:

@@ -1,12 +1,11 @@
 """Input specs: what an architecture's forward graph takes, declared once, checked once by `Model`.
 
     Inputs([
-        InputSpec("input_ids", ("batch", "seq"), high=vocab, bound="the vocabulary size (vocab_size)",
-                  required=True, pad=pad_id),
+        InputSpec("input_ids", ("batch", "seq"), high=vocab, bound="the vocabulary size (vocab_size)", pad=pad_id),
         InputSpec("attention_mask", ("batch", "seq"), high=2, bound="2 (values must be 0 or 1)",
                   default=ones_like("input_ids")),
         InputSpec("bbox", ("batch", "seq", 4), high=1001, bound="1001 (boxes are scaled to 0..1000)"),
-        InputSpec("pixel_values", ("batch", 3, 224, 224), FLOAT, required=True),
+        InputSpec("pixel_values", ("batch", 3, 224, 224), FLOAT),  # no default: required
     ], limits={"seq": Limit("sequence length", 512, "max_position_embeddings")})
 
 A spec's dtype is ``"i64"`` (any integer array is accepted and widened) or `FLOAT`: the model's
@@ -44,9 +43,12 @@ class InputSpec:
     low: int = 0
     high: int | None = None  # exclusive bound of integer values (None: unbounded)
     bound: str = ""  # what ``high`` is, for the error
-    required: bool = False
-    default: Default | None = None
+    default: Default | None = None  # fills the input when it is left out; None: the input is required
     pad: int | float = 0
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
 
     @property
     def layout(self) -> str:
@@ -75,9 +77,9 @@ def zeros_like(name: str) -> Default:
     return lambda arrays: np.zeros(arrays[name].shape, np.int64)
 
 
-def token_ids(name: str, shape: tuple[Dim, ...], vocab_size: int, pad: int, required: bool = True) -> InputSpec:
-    """Token ids in ``[0, vocab_size)``, padded with ``pad``."""
-    return InputSpec(name, shape, high=vocab_size, bound="the vocabulary size (vocab_size)", required=required, pad=pad)
+def token_ids(name: str, shape: tuple[Dim, ...], vocab_size: int, pad: int, default: Default | None = None) -> InputSpec:
+    """Token ids in ``[0, vocab_size)``, padded with ``pad`` (required unless given a ``default``)."""
+    return InputSpec(name, shape, high=vocab_size, bound="the vocabulary size (vocab_size)", default=default, pad=pad)
 
 
 def attention_mask(shape: tuple[Dim, ...], like: str, name: str = "attention_mask") -> InputSpec:
@@ -147,12 +149,10 @@ class Inputs:
             check_range(name, x, spec.low, spec.high, spec.bound)
 
     def complete(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``arrays`` with the defaults of the optional inputs left out filled in, in graph order."""
+        """``arrays`` (checked by `check`) with the defaults of the inputs left out filled in, in graph order."""
         for spec in self.specs:
             if spec.name not in arrays:
-                if spec.default is None:
-                    raise InputError(f"{spec.name} is required; this model takes {self.names}")
-                arrays[spec.name] = spec.default(arrays)
+                arrays[spec.name] = spec.default(arrays)  # required ones were checked present
         return {n: arrays[n] for n in self.names}
 
 

@@ -27,7 +27,6 @@ and the weight rules. `EncoderDecoder.graphs` returns three graphs from that one
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -199,8 +198,8 @@ class EncoderDecoder(Architecture):
         target = "seq" if task == "sequence-classification" else "target"
         vocab = self.vocab_size
         specs = [token_ids("input_ids", ("batch", "seq"), vocab, self.pad_id), attention_mask(("batch", "seq"), "input_ids"),
-                 replace(token_ids("decoder_input_ids", ("batch", target), vocab, self.pad_id, required=False),
-                         default=lambda arrays: self.shift_right(arrays["input_ids"])),
+                 token_ids("decoder_input_ids", ("batch", target), vocab, self.pad_id,
+                           default=lambda arrays: self.shift_right(arrays["input_ids"])),
                  attention_mask(("batch", target), "decoder_input_ids", name="decoder_attention_mask")]
         return Inputs(specs, limits=self.position_limits(("seq", "target")))
 

@@ -64,7 +64,7 @@ class Speech2Text(M2M100):
         """``input_features`` [batch, frames, features] (filterbanks) and its ``attention_mask``;
         ``decoder_input_ids`` (required: transformers has no default for them) and its mask."""
         c = self.config
-        return Inputs([InputSpec("input_features", ("batch", "frames", c.input_features), FLOAT, required=True),
+        return Inputs([InputSpec("input_features", ("batch", "frames", c.input_features), FLOAT),
                        attention_mask(("batch", "frames"), "input_features"),
                        token_ids("decoder_input_ids", ("batch", "target"), c.vocab_size, self.pad_id),
                        attention_mask(("batch", "target"), "decoder_input_ids", name="decoder_attention_mask")])

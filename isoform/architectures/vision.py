@@ -67,7 +67,7 @@ class VisionEncoder(Architecture):
 
     def input_specs(self, task: str | None) -> Inputs:
         c = self.config
-        specs = [InputSpec("pixel_values", ("batch", c.num_channels, *c.image_hw), FLOAT, required=True)]
+        specs = [InputSpec("pixel_values", ("batch", c.num_channels, *c.image_hw), FLOAT)]
         if task == "masked-image-modeling":
             specs.append(InputSpec("bool_masked_pos", ("batch", c.num_patches), high=2, bound="2 (values must be 0 or 1)",
                                    default=lambda a: np.zeros((len(a["pixel_values"]), c.num_patches), np.int64)))

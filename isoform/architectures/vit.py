@@ -79,7 +79,7 @@ class ViT(VisionEncoder):
         if grid * grid != c.num_patches:
             raise ConfigError(f"interpolate_pos_encoding needs a square patch grid, image_size {c.image_hw} with "
                               f"patch_size {c.patch_hw} gives {c.grid}")
-        return Inputs([InputSpec("pixel_values", ("batch", c.num_channels, "height", "width"), FLOAT, required=True)])
+        return Inputs([InputSpec("pixel_values", ("batch", c.num_channels, "height", "width"), FLOAT)])
 
     def embeddings(self, pixels: Tensor, masked: Tensor | None) -> Tensor:
         c, g = self.config, pixels.builder

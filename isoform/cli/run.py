@@ -93,7 +93,7 @@ def classify_image(args: argparse.Namespace) -> int:
     probs /= probs.sum()
     labels = model.config.id2label or {}
     for i in np.argsort(-probs)[:5]:
-        print(f"{probs[i]:.4f}  {labels.get(str(i), labels.get(i, f'LABEL_{i}'))}")
+        print(f"{probs[i]:.4f}  {labels.get(str(i), f'LABEL_{i}')}")  # config.json's keys are strings
     return 0
 
 
@@ -119,10 +119,11 @@ def transcribe(args: argparse.Namespace) -> int:
     from ..processing import Processor
 
     audio, rate = read_wav(args.audio)
-    processor = Processor.load(args.model)
+    directory = resolve(args.model)
+    processor = Processor.from_directory(directory)
     inputs = processor(audio=audio, sampling_rate=rate, return_tensors="np")
-    ctc = "ctc" in architecture_for(json.loads((resolve(args.model) / "config.json").read_text())).tasks
-    model = Model.load(args.model, backend=args.backend, task="ctc" if ctc else "text-generation", dtype=args.dtype)
+    ctc = "ctc" in architecture_for(json.loads((directory / "config.json").read_text())).tasks
+    model = Model.load(directory, backend=args.backend, task="ctc" if ctc else "text-generation", dtype=args.dtype)
     if ctc:
         print(processor.batch_decode(model(**inputs).numpy()["logits"].argmax(-1))[0])
     else:

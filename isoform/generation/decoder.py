@@ -82,7 +82,9 @@ class Decoder:
         self._program = graphs.decoder
         graph = self._program.graph
         cross = {_past(n) for n in graphs.encoder.graph.outputs if n.startswith(PRESENT + ".")} if graphs.encoder else set()
-        self._float_source = graphs.encoder is not None and graphs.encoder.graph.values[graphs.source].dtype.is_float
+        source = graphs.encoder.graph.values[graphs.source].dtype if graphs.encoder else None
+        self._float_source = source is not None and source.is_float
+        self._source_dtype = source.numpy if self._float_source else np.int64  # what the prompt is cast to
         self._past = {v.name: v for v in graph.inputs if v.name.startswith(PAST + ".") and v.name not in cross}
         self._cross = sorted(cross)
         self._positions = any(v.name == "position_ids" for v in graph.inputs)
@@ -181,8 +183,7 @@ class Decoder:
                     else f"the prompt has {seq} tokens and max_new_tokens is {max_new_tokens}: {seq + max_new_tokens} positions")
             raise InputError(f"{what}, more than the model's context window of {limit} tokens (context length {limit}, "
                              "max_position_embeddings)")
-        source = self.graphs.encoder.graph.values[name].dtype.numpy if self._float_source else np.int64
-        return ids.astype(source), mask.astype(np.int64)
+        return ids.astype(self._source_dtype), mask.astype(np.int64)
 
 
 def _present(name: str) -> str:

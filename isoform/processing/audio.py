@@ -25,7 +25,6 @@ integer audio is made float32 first (transformers keeps it integral or normalise
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -38,7 +37,14 @@ import numpy as np
 from isoform import hub
 from isoform.errors import ConfigError, InputError
 
-from .image import CONFIG_NAME, TENSOR_TYPES, BatchFeature, _bool, _is_number, read_preprocessor_config
+from .image import (
+    TENSOR_TYPES,
+    BatchFeature,
+    _bool,
+    _is_number,
+    read_preprocessor_config,
+    write_preprocessor_config,
+)
 from .image_ops import to_tensor
 
 __all__ = ["DEFAULTS", "FeatureExtractor"]
@@ -153,11 +159,7 @@ class FeatureExtractor:
     def save(self, directory: str | os.PathLike) -> pathlib.Path:
         """Write ``preprocessor_config.json`` (loadable by transformers' ``AutoFeatureExtractor``) to
         ``directory``, created if needed; returns the file's path."""
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_preprocessor_config(directory, self.to_dict())
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.to_dict().items() if k != "feature_extractor_type" and k not in self.extra}

@@ -186,11 +186,7 @@ class ImageProcessor:
     def save(self, directory: str | os.PathLike) -> pathlib.Path:
         """Write ``preprocessor_config.json`` (loadable by transformers' ``AutoImageProcessor``) to
         ``directory``, created if needed; returns the file's path."""
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_preprocessor_config(directory, self.to_dict())
 
     def __repr__(self) -> str:
         hidden = {"image_processor_type", *self.extra}
@@ -300,6 +296,15 @@ class ImageProcessor:
 
 
 # ----- config values ------------------------------------------------------------------------------
+def write_preprocessor_config(directory: str | os.PathLike, config: Mapping[str, Any]) -> pathlib.Path:
+    """``config`` as ``directory``'s ``preprocessor_config.json`` (directory created if needed); its path."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CONFIG_NAME
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def read_preprocessor_config(directory: str | os.PathLike, type_keys: tuple[str, ...],
                              model_types: Mapping[str, str]) -> tuple[pathlib.Path, dict[str, Any]]:
     """``preprocessor_config.json`` of ``directory`` and its path; when it names no type (none of

@@ -10,6 +10,8 @@ XLA recompiles for every new input shape and was not faster on a BERT-sized bloc
 Natively lowered composites: softmax, log_softmax, gelu, sigmoid, silu (`tf.nn`), layer_norm
 (`tf.nn.moments`) and attention (matmul with `transpose_b`, masking, softmax: TF has no fused CPU
 kernel; this is as fast as the decomposition and skips its transposes). rms_norm is decomposed.
+Projections ([..., K] @ [K, N]) run as one 2-d MatMul over flattened rows: TF's broadcasting BatchMatMul
+took 1.5x transformers' time on BERT-base at batch 8, the 2-d kernel 1.0x.
 
 Half precision follows `OpDef.half` (`base.Casts`): "upcast" ops given f16/bf16 values compute in
 f32 and round once, as the NumPy reference does. Workarounds for CPU kernels: conv runs channels-last
@@ -291,7 +293,15 @@ def _dynamic_update_slice(x, update, *starts):
 
 
 # -- contractions ----------------------------------------------------------------------------------
-lower("matmul")(tf.linalg.matmul)
+@lower("matmul")
+def _matmul(a, b):
+    """[..., K] @ [K, N] as one 2-d MatMul over the flattened rows (see the module docstring)."""
+    if len(b.shape) != 2 or len(a.shape) == 2:
+        return tf.linalg.matmul(a, b)
+    rows = tf.reshape(a, [-1, tf.shape(a)[-1]])
+    out = tf.reshape(tf.linalg.matmul(rows, b), tf.concat([tf.shape(a)[:-1], tf.shape(b)[-1:]], 0))
+    out.set_shape(a.shape[:-1].concatenate(b.shape[-1:]))
+    return out
 
 
 @lower("conv")

@@ -174,19 +174,23 @@ def test_coverage_check_can_fail():
 
 
 INTERPOLATE = dict(TINY, image_size=24, patch_size=4)
+CLIP_INTERPOLATE = dict(CLIP, vision_config=dict(CLIP_VISION, image_size=20))  # a 4 x 4 grid of 5-pixel patches
 
 
-@pytest.mark.parametrize("cls", ["ViTModel", "DeiTForImageClassificationWithTeacher"])
-def test_interpolate_pos_encoding(hf_checkpoint, backend, cls):
+@pytest.mark.parametrize(("cls", "config"), [("ViTModel", INTERPOLATE), ("DeiTForImageClassificationWithTeacher", INTERPOLATE),
+                                             ("CLIPVisionModelWithProjection", CLIP_INTERPOLATE["vision_config"]),
+                                             ("CLIPModel", CLIP_INTERPOLATE)])
+def test_interpolate_pos_encoding(hf_checkpoint, backend, cls, config):
     """``Model.load(..., interpolate_pos_encoding=True)``: any image size, positions resized bicubically
     as transformers' ``forward(interpolate_pos_encoding=True)`` (larger, smaller, non-square, native)."""
-    path, hf = hf_checkpoint(cls, **INTERPOLATE)
+    path, hf = hf_checkpoint(cls, **config)
     model = isoform.Model.load(path, backend=backend, task=task_of(cls), interpolate_pos_encoding=True)
+    extra = texts(CLIP_TEXT, np.random.default_rng(0)) if cls == "CLIPModel" else {}
     for h, w in [(24, 24), (36, 28), (18, 41)]:
-        pixels = np.random.default_rng(h).normal(size=(2, 3, h, w)).astype(np.float32)
+        inputs = {"pixel_values": np.random.default_rng(h).normal(size=(2, 3, h, w)).astype(np.float32), **extra}
         with torch.no_grad():
-            out = hf(pixel_values=torch.from_numpy(pixels), interpolate_pos_encoding=True)
-        assert_close(model(pixel_values=pixels).numpy(), {k: v.numpy() for k, v in out.items() if isinstance(v, torch.Tensor)})
+            out = hf(**{k: torch.from_numpy(v) for k, v in inputs.items()}, interpolate_pos_encoding=True)
+        assert_close(model(**inputs).numpy(), {k: v.numpy() for k, v in out.items() if isinstance(v, torch.Tensor)})
 
 
 def test_load_overrides_are_checked(hf_checkpoint):
@@ -195,3 +199,6 @@ def test_load_overrides_are_checked(hf_checkpoint):
         isoform.Model.load(path, interpolate_pos_encodings=True)
     with pytest.raises(ConfigError, match="interpolate_pos_encoding with masked-image-modeling"):
         isoform.Model.load(path, task="masked-image-modeling", interpolate_pos_encoding=True)
+    path, _ = hf_checkpoint("ViTModel", **dict(TINY, image_size=[30, 24]))  # a 5 x 6 grid
+    with pytest.raises(ConfigError, match=r"interpolate_pos_encoding needs a square patch grid.*\(5, 6\)"):
+        isoform.Model.load(path, interpolate_pos_encoding=True)

@@ -25,7 +25,7 @@ from ..layers import (
 from ..layers.vision import patch_embeddings
 from ..weights import Rule
 from .base import ArchConfig, known_activation, norm_rules, register, same
-from .inputs import FLOAT, Inputs, InputSpec, token_ids
+from .inputs import Inputs, InputSpec, token_ids
 from .inputs import attention_mask as mask_spec
 from .towers import Towers
 from .vision import VisionConfig
@@ -80,6 +80,13 @@ class CLIPConfig(ArchConfig):
     text_config: CLIPTextConfig = Field(default_factory=CLIPTextConfig)
     vision_config: CLIPVisionConfig = Field(default_factory=CLIPVisionConfig)
     projection_dim: PositiveInt = 512
+    interpolate_pos_encoding: bool = False  # isoform: images of any size (sets the vision tower's key)
+
+    @model_validator(mode="after")
+    def _forward_interpolation(self) -> CLIPConfig:
+        if self.interpolate_pos_encoding:
+            self.vision_config.interpolate_pos_encoding = True
+        return self
 
 
 def encoder(x: Tensor, name: str, c: _TowerConfig, mask: Tensor | None = None, *, causal: bool = False) -> Tensor:
@@ -115,9 +122,10 @@ def vision_tower(pixels: Tensor, c: CLIPVisionConfig, name: str = "") -> tuple[T
     """Patch embeddings (no bias) after a class embedding, positions, pre-LayerNorm, encoder; pooled
     is the post-LayerNorm class state. Returns (last_hidden_state, pooled)."""
     g, dim = pixels.builder, c.hidden_size
-    x = patch_embeddings(pixels, f"{name}embeddings.patch_embedding", c.num_channels, dim, c.patch_hw, bias=False)
+    x, grid = patch_embeddings(pixels, f"{name}embeddings.patch_embedding", c.num_channels, dim, c.patch_hw, bias=False)
     cls = fn.broadcast_to(g.param(f"{name}embeddings.class_embedding", [dim]).reshape(1, 1, dim), shape=[x.shape[0], 1, dim])
-    x = fn.concat(cls, x, axis=1) + g.param(f"{name}embeddings.position_embedding.weight", [c.num_patches + 1, dim])
+    positions = g.param(f"{name}embeddings.position_embedding.weight", [c.num_patches + 1, dim])
+    x = fn.concat(cls, x, axis=1) + c.patch_positions(positions, 1, grid)
     x = encoder(layer_norm(x, f"{name}pre_layrnorm", dim, c.layer_norm_eps), name, c)
     return x, layer_norm(x[:, 0], f"{name}post_layernorm", dim, c.layer_norm_eps)
 
@@ -129,10 +137,6 @@ def normalized(x: Tensor) -> Tensor:
 
 def text_specs(c: CLIPTextConfig, batch: str = "batch") -> list[InputSpec]:
     return [token_ids("input_ids", (batch, "seq"), c.vocab_size, c.pad_token_id or 0), mask_spec((batch, "seq"), "input_ids")]
-
-
-def pixel_spec(c: CLIPVisionConfig, batch: str = "batch") -> InputSpec:
-    return InputSpec("pixel_values", (batch, c.num_channels, *c.image_hw), FLOAT)
 
 
 def tower_rules(name: str, vision: bool) -> list[Rule]:
@@ -173,7 +177,7 @@ class Clip(Towers):
 
     def input_specs(self, task: str | None) -> Inputs:
         t, v = self.config.text_config, self.config.vision_config
-        specs = {None: [*text_specs(t, "texts"), pixel_spec(v, "images")], "text-features": text_specs(t)}.get(task, [pixel_spec(v)])
+        specs = {None: [*text_specs(t, "texts"), v.pixel_spec("images")], "text-features": text_specs(t)}.get(task, [v.pixel_spec()])
         return Inputs(specs, limits=self.position_limits(("seq",)))
 
     def forward(self, task: str | None, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -246,7 +250,7 @@ class ClipVision(Towers):
         return None
 
     def input_specs(self, task: str | None) -> Inputs:
-        return Inputs([pixel_spec(self.config)])
+        return Inputs([self.config.pixel_spec()])
 
     def forward(self, task: str | None, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         c = self.config

@@ -9,19 +9,17 @@ a learned mask token; a 1x1 conv and pixel shuffle reconstruct the image from th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 
 import numpy as np
 from pydantic import PositiveFloat, PositiveInt, field_validator, model_validator
 
 from ..errors import ConfigError, InputError
-from ..ir import Tensor, dims, fn
+from ..ir import Tensor, fn
 from ..layers import activation, feed_forward, layer_norm, linear, linear_rules, merge_heads, split_heads
-from ..layers.vision import conv2d, interpolate_positions, pixel_shuffle, tokens_to_image
+from ..layers.vision import conv2d, patch_embeddings, pixel_shuffle, tokens_to_image
 from ..weights import Rule
 from .base import known_activation, norm_rules, register, same
-from .inputs import FLOAT, Inputs, InputSpec
 from .vision import VisionConfig, VisionEncoder
 
 
@@ -38,7 +36,6 @@ class ViTConfig(VisionConfig):
     encoder_stride: PositiveInt = 16
     pooler_output_size: PositiveInt | None = None
     pooler_act: str = "tanh"
-    interpolate_pos_encoding: bool = False  # isoform: take any image size, positions resized (transformers' forward flag)
 
     @field_validator("hidden_act", "pooler_act")
     @classmethod
@@ -68,25 +65,11 @@ class ViT(VisionEncoder):
     config: ViTConfig
 
     # -- backbone -------------------------------------------------------------------------------
-    def input_specs(self, task: str | None) -> Inputs:
-        c = self.config
-        if not c.interpolate_pos_encoding:
-            return super().input_specs(task)
-        if task == "masked-image-modeling":
-            raise ConfigError("interpolate_pos_encoding with masked-image-modeling is not supported: the reconstruction "
-                              "needs the configured image_size")
-        grid = math.isqrt(c.num_patches)
-        if grid * grid != c.num_patches:
-            raise ConfigError(f"interpolate_pos_encoding needs a square patch grid, image_size {c.image_hw} with "
-                              f"patch_size {c.patch_hw} gives {c.grid}")
-        return Inputs([InputSpec("pixel_values", ("batch", c.num_channels, "height", "width"), FLOAT)])
-
     def embeddings(self, pixels: Tensor, masked: Tensor | None) -> Tensor:
         c, g = self.config, pixels.builder
         dim = c.hidden_size
-        grid = conv2d(pixels, "embeddings.patch_embeddings.projection", c.num_channels, dim, c.patch_hw, c.patch_hw)
-        batch, _, h, w = grid.shape
-        x = grid.reshape(batch, dim, dims.mul(h, w)).transpose(0, 2, 1)
+        x, grid = patch_embeddings(pixels, "embeddings.patch_embeddings.projection", c.num_channels, dim, c.patch_hw)
+        batch = x.shape[0]
         if masked is not None:
             m = masked.cast(x.dtype).reshape(batch, c.num_patches, 1)
             x = x * (1.0 - m) + g.param("embeddings.mask_token", [1, 1, dim]) * m
@@ -95,10 +78,7 @@ class ViT(VisionEncoder):
         x = fn.concat(*tokens, x, axis=1)
         special = len(self.special_tokens)
         positions = g.param("embeddings.position_embeddings", [1, c.num_patches + special, dim])
-        if c.interpolate_pos_encoding:
-            patches = interpolate_positions(positions[0, special:], math.isqrt(c.num_patches), h, w)
-            positions = fn.concat(positions[:, :special], patches.reshape(1, dims.mul(h, w), dim), axis=1)
-        return x + positions
+        return x + c.patch_positions(positions[0], special, grid)
 
     def layer(self, x: Tensor, name: str) -> Tensor:
         """One pre-LN block: x += attn(LN(x)); x += mlp(LN(x))."""

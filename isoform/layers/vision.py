@@ -19,12 +19,12 @@ def conv2d(x: Tensor, name: str, in_channels: int, out_channels: int, kernel: in
 
 
 def patch_embeddings(pixels: Tensor, name: str, channels: int, dim: int, patch: tuple[int, int], *,
-                     bias: bool = True) -> Tensor:
+                     bias: bool = True) -> tuple[Tensor, tuple[Dim, Dim]]:
     """ViT's patch embedding: a conv with kernel = stride = ``patch``, flattened row-major into
-    tokens: [batch, channels, h, w] -> [batch, (h // ph) * (w // pw), dim]."""
+    tokens: [batch, channels, h, w] -> ([batch, (h // ph) * (w // pw), dim], the patch grid (h // ph, w // pw))."""
     x = conv2d(pixels, name, channels, dim, patch, patch, bias=bias)
     b, d, h, w = x.shape
-    return x.reshape(b, d, h * w).transpose(0, 2, 1)
+    return x.reshape(b, d, dims.mul(h, w)).transpose(0, 2, 1), (h, w)
 
 
 def tokens_to_image(x: Tensor, height: int, width: int) -> Tensor:

@@ -43,7 +43,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..ir import Graph, GraphBuilder, Tensor
@@ -57,6 +57,9 @@ TASKS = ("masked-lm", "causal-lm", "seq2seq-lm", "sequence-classification", "tok
          "audio-classification", "audio-frame-classification", "audio-xvector")
 
 
+MAX_INT = 2**31 - 1
+
+
 class ArchConfig(BaseModel):
     """Base of architecture configs: a pydantic model of ``config.json`` that keeps unknown keys
     (``model_dump()`` gives them back, so saving round-trips) and validates the ones it declares."""
@@ -67,6 +70,16 @@ class ArchConfig(BaseModel):
     id2label: dict[str, Any] | None = None
     tie_word_embeddings: bool = True
 
+    @model_validator(mode="after")
+    def _ints_in_range(self) -> ArchConfig:
+        """Sizes, counts and ids fit in int32 (what every backend indexes with), so no config value
+        can make a build allocate without bound."""
+        for key in type(self).model_fields:
+            value = getattr(self, key)
+            if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value <= MAX_INT:
+                raise ValueError(f"{key} = {value} is out of range (at most {MAX_INT} in magnitude)")
+        return self
+
     @property
     def num_labels(self) -> int:
         """Number of classifier outputs: ``len(id2label)``, else ``num_labels``, else 2 (as transformers)."""
@@ -76,6 +89,18 @@ class ArchConfig(BaseModel):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"config key 'num_labels' must be a positive integer, got {n!r}")
         return n
+
+    def layer_counts(self) -> dict[str, int]:
+        """The declared keys that count layers (``num_hidden_layers``, ``decoder_layers`` ...), for
+        error messages; nested configs prefixed (``text_config.num_hidden_layers``)."""
+        counts: dict[str, int] = {}
+        for key in type(self).model_fields:
+            value = getattr(self, key)
+            if isinstance(value, ArchConfig):
+                counts.update({f"{key}.{k}": v for k, v in value.layer_counts().items()})
+            elif "layer" in key and isinstance(value, int) and not isinstance(value, bool):
+                counts[key] = value
+        return counts
 
     def extra(self, key: str, default: Any = None) -> Any:
         """An undeclared config key, or ``default``."""

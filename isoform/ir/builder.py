@@ -13,7 +13,9 @@ indexing with ints and slices, and reductions. Every op in the registry is also 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import GraphError
@@ -99,6 +101,26 @@ class Tensor:
         return x if tuple(shape) == x.shape else x.reshape(*shape)
 
 
+#: Most nodes one graph may have: a bound on what a config can make a build create (the largest
+#: supported graphs have tens of thousands).
+MAX_NODES = 1_000_000
+
+ParamCheck = Callable[[str, tuple[int, ...]], None]
+_param_check: contextvars.ContextVar[ParamCheck | None] = contextvars.ContextVar("param_check", default=None)
+
+
+@contextlib.contextmanager
+def checking_params(check: ParamCheck) -> Iterator[None]:
+    """Within the block, every parameter a builder declares is passed to ``check(name, shape)``
+    first (it raises to stop the build: `Model.load` stops at the first parameter the checkpoint
+    cannot supply, before a bad config builds more)."""
+    token = _param_check.set(check)
+    try:
+        yield
+    finally:
+        _param_check.reset(token)
+
+
 def _axes(axes: int | Sequence[int]) -> list[int]:
     return [axes] if isinstance(axes, int) else list(axes)
 
@@ -137,6 +159,9 @@ class GraphBuilder:
             if self._params[name].type != t:
                 raise GraphError(f"parameter {name!r} declared as {self._params[name].type} and as {t}")
             return self._tensor(self._params[name])
+        check = _param_check.get()
+        if check is not None:
+            check(name, t.shape)
         v = Value(name, t)
         self._declare(v)
         self._params[name] = v
@@ -160,6 +185,9 @@ class GraphBuilder:
         among the inputs become constants of the dtype of the first Tensor input."""
         opdef = get_op(op)
         where = f"node {len(self._nodes)} ({op})"
+        if len(self._nodes) >= MAX_NODES:
+            raise GraphError(f"graph {self.name!r} reached {MAX_NODES} nodes at {where}: the config asks for "
+                             "a larger model than isoform builds (check its layer counts and sizes)")
         opdef.check_arity(len(inputs), where)
         like = next((i for i in inputs if isinstance(i, Tensor)), None)
         args: list[Tensor | None] = []

@@ -65,8 +65,9 @@ def as_dtype(x: DType | str | np.dtype | type) -> DType:
             return DType[x]
         if x in _ALIASES:
             return _ALIASES[x]
-    try:
-        return _FROM_NUMPY[np.dtype(x)]
-    except (TypeError, KeyError):
-        pass
+    else:
+        try:
+            return _FROM_NUMPY[np.dtype(x)]
+        except (TypeError, KeyError):
+            pass
     raise GraphError(f"unknown dtype {x!r}; expected one of {[d.value for d in DType]} or float32/float16/bfloat16/int32/int64")

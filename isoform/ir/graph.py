@@ -161,9 +161,9 @@ class Graph:
     def from_json(cls, text: str | bytes) -> Graph:
         """Parse and validate a graph written by `to_json`. Malformed input raises GraphError."""
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
-            raise GraphError(f"graph JSON is not valid JSON: {e}") from None
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError) as e:
+            raise GraphError(f"graph JSON is not valid JSON: {type(e).__name__}: {e}") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -241,3 +241,7 @@ def _value(v: Any, where: str) -> Value:
     name = _get(v, "name", str, where)
     shape = tuple(D.canonical(d) for d in _get(v, "shape", list, f"{where} value {name!r}"))
     return Value(name, TensorType(shape, as_dtype(_get(v, "dtype", str, f"{where} value {name!r}"))))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise GraphError(f"graph JSON holds {name}, which to_json never writes (numbers must be finite)")

@@ -26,6 +26,7 @@ import PIL.Image
 
 from isoform import hub
 from isoform.errors import ConfigError, InputError
+from isoform.staging import write_text
 
 from .image_ops import (
     CHANNELS,
@@ -298,11 +299,7 @@ class ImageProcessor:
 # ----- config values ------------------------------------------------------------------------------
 def write_preprocessor_config(directory: str | os.PathLike, config: Mapping[str, Any]) -> pathlib.Path:
     """``config`` as ``directory``'s ``preprocessor_config.json`` (directory created if needed); its path."""
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CONFIG_NAME
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text(pathlib.Path(directory) / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
 
 
 def read_preprocessor_config(directory: str | os.PathLike, type_keys: tuple[str, ...],

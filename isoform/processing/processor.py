@@ -17,6 +17,7 @@ from typing import Any
 
 from isoform import hub
 from isoform.errors import ConfigError, InputError
+from isoform.staging import moved, staged_directory
 
 from .audio import FeatureExtractor
 from .image import CONFIG_NAME, BatchFeature, ImageProcessor
@@ -62,13 +63,15 @@ class Processor:
         return cls(tokenizer, image, audio)
 
     def save(self, directory: str | os.PathLike) -> list[pathlib.Path]:
-        """Write every part's files into ``directory``; returns the paths written."""
+        """Write every part's files into ``directory``, all or nothing (`isoform.staging`); returns the
+        paths written."""
         paths = []
-        for part in (self.tokenizer, self.image_processor, self.feature_extractor):
-            if part is not None:
-                written = part.save(directory)
-                paths.extend(written if isinstance(written, list) else [written])
-        return paths
+        with staged_directory(directory) as stage:
+            for part in (self.tokenizer, self.image_processor, self.feature_extractor):
+                if part is not None:
+                    written = part.save(stage)
+                    paths.extend(written if isinstance(written, list) else [written])
+        return moved(paths, stage, directory)
 
     def __call__(self, text: Any = None, images: Any = None, audio: Any = None, *, return_tensors: str | None = None,
                  sampling_rate: int | None = None, **kwargs: Any) -> BatchFeature:

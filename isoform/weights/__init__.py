@@ -33,7 +33,7 @@ name it is tied to, as ``transformers`` does).
 """
 
 from .dtypes import FLOAT_DTYPES, SAFETENSORS_DTYPES, cast, dtype_name, to_numpy_dtype
-from .loading import check_params, load_params
+from .loading import check_params, load_params, source_check
 from .mapping import Concat, Rename, Rule, Split, Template, WeightMap
 from .readers import Checkpoint, SafetensorsCheckpoint, TorchBinCheckpoint, open_checkpoint
 from .saving import parse_size, save_params
@@ -64,5 +64,6 @@ __all__ = [
     "open_checkpoint",
     "parse_size",
     "save_params",
+    "source_check",
     "to_numpy_dtype",
 ]

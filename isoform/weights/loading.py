@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 from .dtypes import check_float_dtype, dtype_name, is_floating, to_numpy_dtype
 from .mapping import Rule, WeightMap
 from .readers import Checkpoint, open_checkpoint
@@ -155,6 +156,49 @@ def plan_load(
                 lines.extend(f"    {item}" for item in items)
         raise WeightsError("\n".join(lines))
     return [j for j in jobs if j.keep], source_of
+
+
+#: A build may declare this many parameters the checkpoint cannot supply (or supplies in another
+#: shape) before `source_check` stops it: enough for every problem list of a real mismatch, few
+#: enough that a config asking for 10^12 layers fails in milliseconds.
+UNSUPPLIED_LIMIT = 64
+
+
+def source_check(checkpoint: Checkpoint, weight_map: WeightMap, sizes: Mapping[str, int] | None = None
+                 ) -> Callable[[str, tuple[int, ...]], None]:
+    """A parameter check for `isoform.ir.builder.checking_params`: counts declared parameters that no
+    checkpoint tensor supplies, or supplies in another shape (headers only), and raises ConfigError
+    once more than `UNSUPPLIED_LIMIT` are, naming the first ones, the config's layer counts in
+    ``sizes`` and the checkpoint's layers. Fewer problems are left to `load_params`' full report."""
+    jobs = _group(checkpoint, weight_map, {"missing": [], "unexpected": [], "duplicate": []}, set())
+    shapes: dict[str, Shape | None] = {}
+    for job in jobs:
+        try:
+            known = job.rule.forward_shapes([checkpoint.shape(k) for k in job.sources]) if len(job.targets) == 1 else None
+        except (WeightsError, IndexError):
+            known = None
+        shapes.update({t: known[0] if known else None for t in job.targets})
+    for alias, target in weight_map.tied.items():
+        if alias in shapes or target in shapes:
+            shapes.setdefault(alias, shapes.get(target))
+            shapes.setdefault(target, shapes.get(alias))
+    unsupplied: list[str] = []
+
+    def check(name: str, shape: tuple[int, ...]) -> None:
+        if name not in shapes:
+            unsupplied.append(f"{name!r} {_fmt(shape)} (no checkpoint tensor)")
+        elif shapes[name] is not None and tuple(shapes[name]) != tuple(shape):
+            unsupplied.append(f"{name!r} {_fmt(shape)} (the checkpoint's is {_fmt(shapes[name])})")
+        if len(unsupplied) > UNSUPPLIED_LIMIT:
+            layers = sorted({int(m) for k in checkpoint for m in re.findall(r"\.(\d+)\.", k)})
+            counts = ", ".join(f"{k}={v}" for k, v in (sizes or {}).items())
+            raise ConfigError(
+                f"the config does not fit checkpoint {', '.join(map(str, checkpoint.files))}: building stopped after "
+                f"{len(unsupplied)} parameters it cannot supply, first {', '.join(unsupplied[:3])}; the config's layer "
+                f"counts: {counts or 'none declared'}; the checkpoint's layer indices: "
+                f"{f'{layers[0]}..{layers[-1]}' if layers else 'none'}")
+
+    return check
 
 
 def check_params(checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any]) -> None:

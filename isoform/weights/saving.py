@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
+from ..staging import moved, staged_directory
 from .dtypes import dtype_name, safetensors_code, to_numpy_dtype
 from .mapping import Rule, WeightMap
 from .readers import SAFE_INDEX, SAFE_SINGLE
@@ -94,7 +95,7 @@ def _nbytes(shape: Shape, dtype: str) -> int:
 
 
 def _write_safetensors(path: Path, entries: list[tuple[str, Shape, str]], produce: Any, meta: dict[str, str]) -> None:
-    """Write one safetensors file, asking ``produce(name)`` for each tensor in turn (atomic replace)."""
+    """Write one safetensors file, asking ``produce(name)`` for each tensor in turn."""
     header: dict[str, Any] = {"__metadata__": meta}
     offset = 0
     for name, shape, dtype in entries:
@@ -104,8 +105,7 @@ def _write_safetensors(path: Path, entries: list[tuple[str, Shape, str]], produc
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for name, shape, dtype in entries:
@@ -113,7 +113,6 @@ def _write_safetensors(path: Path, entries: list[tuple[str, Shape, str]], produc
             if array.shape != tuple(shape):
                 raise WeightsError(f"tensor {name!r} came out with shape {array.shape}, not {tuple(shape)}")
             f.write(array.reshape(-1).view(np.uint8).data)
-    os.replace(tmp, path)
 
 
 def save_params(
@@ -130,9 +129,9 @@ def save_params(
     Names and layouts come from ``weight_map`` run backwards; a tied param whose target is also in
     ``params`` is stored once (like ``transformers``). Writes ``config.json`` (unless
     ``config_dict`` is None) and ``model.safetensors`` with metadata ``{"format": "pt"}``, or
-    shards plus ``model.safetensors.index.json`` when larger than ``max_shard_size``. Files are
-    written under a temporary name and renamed, so saving over the checkpoint being used is safe.
-    Returns the paths written.
+    shards plus ``model.safetensors.index.json`` when larger than ``max_shard_size``, all or nothing
+    (`isoform.staging`): a failed save leaves ``directory`` as it was, and saving over the checkpoint
+    being used is safe. Returns the paths written.
     """
     out = Path(directory)
     params = {k: np.asarray(v) for k, v in params.items()}  # no copy for NumPy arrays
@@ -164,34 +163,31 @@ def save_params(
             pending.update(zip(job.names, arrays))
         return pending.pop(name)
 
-    out.mkdir(parents=True, exist_ok=True)
-    stale = _existing_files(out)
     meta = {**(metadata or {}), "format": "pt"}
-    written: list[Path] = []
-    if config_dict is not None:
-        (out / "config.json").write_text(json.dumps(dict(config_dict), indent=2, sort_keys=True) + "\n")
-        written.append(out / "config.json")
-    if len(shards) == 1:
-        _write_safetensors(out / SAFE_SINGLE, shards[0], produce, meta)
-        written.append(out / SAFE_SINGLE)
-    else:
-        weight_index: dict[str, str] = {}
-        for k, shard in enumerate(shards, 1):
-            fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
-            _write_safetensors(out / fname, shard, produce, meta)
-            written.append(out / fname)
-            weight_index.update({name: fname for name, _, _ in shard})
-        index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in entries)},
-                 "weight_map": dict(sorted(weight_index.items()))}
-        (out / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
-        written.append(out / SAFE_INDEX)
-    for path in stale - set(written):
-        path.unlink(missing_ok=True)
-    return written
+    with staged_directory(out, stale=checkpoint_files) as stage:
+        written: list[Path] = []
+        if config_dict is not None:
+            (stage / "config.json").write_text(json.dumps(dict(config_dict), indent=2, sort_keys=True) + "\n")
+            written.append(stage / "config.json")
+        if len(shards) == 1:
+            _write_safetensors(stage / SAFE_SINGLE, shards[0], produce, meta)
+            written.append(stage / SAFE_SINGLE)
+        else:
+            weight_index: dict[str, str] = {}
+            for k, shard in enumerate(shards, 1):
+                fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+                _write_safetensors(stage / fname, shard, produce, meta)
+                written.append(stage / fname)
+                weight_index.update({name: fname for name, _, _ in shard})
+            index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in entries)},
+                     "weight_map": dict(sorted(weight_index.items()))}
+            (stage / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+            written.append(stage / SAFE_INDEX)
+    return moved(written, stage, out)
 
 
-def _existing_files(directory: Path) -> set[Path]:
-    """safetensors files of an earlier save in ``directory`` (removed if this save does not rewrite them)."""
+def checkpoint_files(directory: Path) -> set[Path]:
+    """safetensors files of an earlier save in ``directory`` (removed if a save does not rewrite them)."""
     found = {p for p in (directory / SAFE_SINGLE, directory / SAFE_INDEX) if p.is_file()}
     found |= set(directory.glob("model-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].safetensors"))
     return found

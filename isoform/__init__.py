@@ -25,13 +25,14 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .comparison import compare, compare_with_transformers
     from .model import Model, ModelOutput
     from .processing import FeatureExtractor, ImageProcessor, Processor
     from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
-_LAZY = {"FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Processor": ".processing", "Model": ".model",
+_LAZY = {"compare": ".comparison", "compare_with_transformers": ".comparison", "FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Processor": ".processing", "Model": ".model",
          "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
 
 
@@ -46,4 +47,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BackendError", "ConfigError", "FeatureExtractor", "GraphError", "HubError", "ImageProcessor", "InputError",
-           "IsoformError", "Model", "ModelOutput", "Processor", "Tokenizer", "TokenizerError", "WeightsError", "backends"]
+           "IsoformError", "Model", "ModelOutput", "Processor", "Tokenizer", "TokenizerError", "WeightsError", "backends",
+           "compare", "compare_with_transformers"]

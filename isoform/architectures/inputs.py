@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -162,3 +162,34 @@ def check_range(name: str, x: np.ndarray, low: int, high: int, what: str) -> Non
         bad = np.argwhere((x < low) | (x >= high))[0]
         raise InputError(f"{name} holds {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}, outside "
                          f"[{low}, {high}) where {high} is {what}")
+
+
+#: Sizes of the symbolic dims in `sample_inputs`.
+SAMPLE_SIZES = {"batch": 2, "seq": 16, "target": 8, "samples": 4000}
+
+
+def sample_inputs(arch: Any, task: str | None, seed: int = 0) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """Random inputs an architecture's ``task`` graph accepts, from its input specs: ids in each spec's
+    range, all-ones masks, standard-normal floats; one row for a classifier that pools the last token
+    (no pad token), and each row ending in the eos token where an encoder-decoder classifier pools
+    there. Returns (the sizes of the dims used, the inputs)."""
+    from .seq2seq import EncoderDecoder
+
+    specs = arch.input_specs(task).specs
+    classify = task == "sequence-classification"
+    sizes = dict(SAMPLE_SIZES, batch=1 if classify and getattr(arch, "pad_token", 0) is None else 2)
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for spec in specs:
+        shape = [d if isinstance(d, int) else sizes.setdefault(d, 2) for d in spec.shape]
+        if spec.dtype == FLOAT:
+            inputs[spec.name] = rng.standard_normal(shape).astype(np.float32)
+        elif spec.name.endswith("attention_mask"):
+            inputs[spec.name] = np.ones(shape, np.int64)
+        else:
+            inputs[spec.name] = rng.integers(spec.low, spec.high or spec.low + 1, shape)
+    if classify and isinstance(arch, EncoderDecoder):
+        eos, ids = arch.eos_token_id, inputs["input_ids"]
+        ids[ids == eos] = (eos + 1) % arch.config.vocab_size
+        ids[..., -1] = eos
+    return {k: v for k, v in sizes.items() if any(k in s.shape for s in specs)}, inputs

@@ -3,6 +3,7 @@ subparser and is run with the parsed arguments.
 
     isoform export bert-base --task masked-lm -o model.onnx [--dtype float16] [--opset 23]
     isoform run ./gpt2-ckpt --prompt "Once upon a time" --backend jax --max-new-tokens 40
+    isoform compare ./bert-ckpt --backends numpy jax [--dtype float32 bfloat16] [--against transformers]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..architectures.inputs import sample_inputs
 from ..errors import IsoformError
 from . import run
 
@@ -59,7 +61,7 @@ def _parity(model, path: Path, reference: str, tol: float) -> int:
     """Run the exported file in ONNX Runtime and `model` on the same sample inputs; 0 if they agree."""
     import onnxruntime as ort
 
-    sizes, inputs = _sample_inputs(model)
+    sizes, inputs = sample_inputs(model.arch, model.task)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: inputs[i.name].astype(np.float32 if "float" in i.type else np.int64) for i in session.get_inputs()}
     got = _run(session, feeds)
@@ -73,33 +75,6 @@ def _parity(model, path: Path, reference: str, tol: float) -> int:
     print(f"parity vs the {reference} backend ({shape}): max abs diff {diffs[worst]:.2e} ({worst}), "
           f"tolerance {allowed[worst]:.2g}: {'ok' if ok else 'MISMATCH'}")
     return 0 if ok else 1
-
-
-def _sample_inputs(model) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    """Inputs the model accepts, from its input specs: random ids in each spec's range, all-ones masks,
-    random floats; one row for a classifier that pools the last token (no pad token), and each row
-    ending in the eos token where an encoder-decoder classifier pools there."""
-    from ..architectures.inputs import FLOAT
-    from ..architectures.seq2seq import EncoderDecoder
-
-    classify = model.task == "sequence-classification"
-    sizes = {"batch": 1 if classify and getattr(model.arch, "pad_token", 0) is None else 2, "seq": 16, "target": 8,
-             "samples": 4000}
-    rng = np.random.default_rng(0)
-    inputs = {}
-    for spec in model.inputs.specs:
-        shape = [d if isinstance(d, int) else sizes.setdefault(d, 2) for d in spec.shape]
-        if spec.dtype == FLOAT:
-            inputs[spec.name] = rng.standard_normal(shape).astype(np.float32)
-        elif spec.name.endswith("attention_mask"):
-            inputs[spec.name] = np.ones(shape, np.int64)
-        else:
-            inputs[spec.name] = rng.integers(spec.low, spec.high or spec.low + 1, shape)
-    if classify and isinstance(model.arch, EncoderDecoder):
-        eos, ids = model.arch.eos_token_id, inputs["input_ids"]
-        ids[ids == eos] = (eos + 1) % model.config.vocab_size
-        ids[..., -1] = eos
-    return {k: v for k, v in sizes.items() if any(k in s.shape for s in model.inputs.specs)}, inputs
 
 
 def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -122,9 +97,50 @@ def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="local checkpoint directory, hub id or isoform alias")
+    p.add_argument("--backends", nargs="+", default=["numpy", "torch"],
+                   help="two backends (or one with two --dtype values); default: numpy torch")
+    p.add_argument("--task", default=None, help="task head; default: bare model")
+    p.add_argument("--dtype", nargs="+", default=None, help="compute dtype of each run (one for both, or one per run)")
+    p.add_argument("--text", nargs="+", default=None, help="texts to tokenize as the input (default: random inputs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--against", choices=["transformers"], default=None,
+                   help="compare layer outputs with transformers' hidden_states instead of a second backend")
+    p.add_argument("--every-node", action="store_true", help="compare every value in one pass (slower)")
+    p.add_argument("--atol", type=float, default=None)
+    p.add_argument("--rtol", type=float, default=None)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..comparison import compare, compare_with_transformers
+    from ..hub import resolve
+    from ..model import Model
+
+    directory = resolve(args.model)
+    dtypes = args.dtype or [None]
+    first_dtype = dtypes[0] or "float32"
+    model = Model.load(directory, backend=args.backends[0], task=args.task, dtype=first_dtype)
+    inputs = None
+    if args.text:
+        from ..tokenizer import Tokenizer
+
+        inputs = dict(Tokenizer.load(directory)(args.text, padding=True, return_tensors="np"))
+        inputs = {k: v for k, v in inputs.items() if k in {s.name for s in model.inputs.specs}}
+    if args.against:
+        report = compare_with_transformers(model, directory, inputs=inputs, seed=args.seed, atol=args.atol, rtol=args.rtol)
+    else:
+        report = compare(model, args.backends, dtypes=dtypes * 2 if len(dtypes) == 1 else dtypes, inputs=inputs,
+                         seed=args.seed, atol=args.atol, rtol=args.rtol, every_node=args.every_node)
+    print(report)
+    return 0 if report.ok else 1
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "export": ("export a model to ONNX and check it against the torch backend", _export_args, _export),
     "run": ("generate text from a prompt, streamed to stdout", run.add_arguments, run.run),
+    "compare": ("run one model on two backends (or dtypes) and show the first node where they diverge",
+                _compare_args, _compare),
 }
 
 

@@ -81,6 +81,10 @@ def _write(path, header: dict | bytes, data: bytes) -> None:
         ("bad_offsets", "needs 96 bytes"),
         ("bad_shape", "invalid shape"),
         ("overlap", "overlap"),
+        ("trailing_bytes", "4 bytes after tensor"),
+        ("gap", "leaves a gap"),
+        ("meta_not_string", "__metadata__ value for 'n' is 1, not a string"),
+        ("header_limit", "exceeds the safetensors limit of 100000000 bytes"),
     ],
 )
 def test_corrupt_safetensors_refused_at_open(safe_dir, damage, message):
@@ -91,7 +95,7 @@ def test_corrupt_safetensors_refused_at_open(safe_dir, damage, message):
     elif damage == "tiny":
         path.write_bytes(b"\x01\x02")
     elif damage == "header_len":
-        path.write_bytes(struct.pack("<Q", 10**9) + b"{}")
+        path.write_bytes(struct.pack("<Q", 10**6) + b"{}")  # under the 100 MB limit, past the end
     elif damage == "bad_json":
         _write(path, b'{"a.weight": {"dtype": "F32", ', data)
     elif damage == "bad_dtype":
@@ -101,15 +105,36 @@ def test_corrupt_safetensors_refused_at_open(safe_dir, damage, message):
         header["a.weight"]["data_offsets"][1] -= 4
         _write(path, header, data)
     elif damage == "overlap":
-        begin = header["a.weight"]["data_offsets"][0] + 8
-        header["c.ids"]["data_offsets"] = [begin, begin + 24]
+        begin = header["a.weight"]["data_offsets"][0] + 8  # b.bias moved into a.weight, which precedes it
+        header["b.bias"]["data_offsets"] = [begin, begin + 14]
         _write(path, header, data)
     elif damage == "bad_shape":
         header["a.weight"]["shape"] = [4, -6]
         _write(path, header, data)
+    elif damage == "trailing_bytes":  # the safetensors library refuses bytes no tensor covers
+        _write(path, header, data + b"\0" * 4)
+    elif damage == "gap":
+        last = max(header.values(), key=lambda v: v.get("data_offsets", [0, 0])[1])
+        last["data_offsets"] = [o + 8 for o in last["data_offsets"]]
+        _write(path, header, data + b"\0" * 8)
+    elif damage == "meta_not_string":
+        header["__metadata__"] = {"n": 1}
+        _write(path, header, data)
+    elif damage == "header_limit":
+        path.write_bytes(struct.pack("<Q", 100_000_001) + b"{}")
     with pytest.raises(WeightsError) as err:
         open_checkpoint(safe_dir)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_padded_header_and_metadata_accepted(safe_dir):
+    path = safe_dir / "model.safetensors"
+    header, data = _header(path)
+    header["__metadata__"] = {"format": "np"}
+    _write(path, json.dumps(header).encode() + b"       ", data)  # space padding, as safetensors writes
+    with open_checkpoint(safe_dir) as ckpt:
+        assert ckpt.metadata == {"format": "np"} and sorted(ckpt.keys()) == sorted(TENSORS)
+        np.testing.assert_array_equal(ckpt.get("a.weight"), TENSORS["a.weight"])
 
 
 def test_sharded_index_with_missing_shard(safe_dir):

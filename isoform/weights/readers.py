@@ -2,7 +2,8 @@
 
 ``open_checkpoint(directory)`` picks the file the way ``transformers`` does and returns a
 :class:`Checkpoint`: names, shapes and dtypes come from headers without reading tensor data; ``get``
-returns one tensor at a time as a read-only NumPy array backed by the memory-mapped file.
+returns one tensor at a time as a read-only NumPy array backed by the memory-mapped file. Headers are
+parsed and validated, as strictly as the safetensors library does, by :mod:`.safetensors_header`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import json
 import mmap
 import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
-from .dtypes import SAFETENSORS_DTYPES, dtype_name, to_numpy_dtype
+from .dtypes import dtype_name, to_numpy_dtype
+from .safetensors_header import _PACKED, _show, read_header
 
 SAFE_SINGLE = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 BIN_SINGLE = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
-_HEADER_LIMIT = 100 * 1024 * 1024  # the safetensors library refuses headers above 100 MB too
 
 
 class Checkpoint:
@@ -92,81 +92,30 @@ class Checkpoint:
 
 
 class _SafetensorsFile:
-    """One ``.safetensors`` file: header parsed and validated on open, data memory-mapped."""
+    """One ``.safetensors`` file: header parsed and validated on open (:func:`read_header`), data memory-mapped."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
-        self.metadata: dict[str, str] = {}
-        self._parse_header()
+        header = read_header(path)
+        self.data_start = header.data_start
+        # name -> (NumPy dtype, or None where the installed ml_dtypes lacks it; shape; begin; end)
+        self.entries: dict[str, tuple[np.dtype | None, tuple[int, ...], int, int]] = header.entries
+        self.codes: dict[str, str] = header.codes  # name -> safetensors dtype code
+        self.metadata: dict[str, str] = header.metadata
         self._mmap: mmap.mmap | None = None
-
-    def _bad(self, what: str) -> WeightsError:
-        return WeightsError(f"corrupt safetensors file {self.path}: {what}")
-
-    def _parse_header(self) -> None:
-        size = os.path.getsize(self.path)
-        with open(self.path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise self._bad(f"file is {size} bytes, too short for the 8-byte header length (truncated?)")
-            (n,) = struct.unpack("<Q", head)
-            if n > size - 8:
-                raise self._bad(f"header length {n} is beyond the end of the {size}-byte file (truncated?)")
-            if n > _HEADER_LIMIT:
-                raise self._bad(f"header length {n} exceeds the {_HEADER_LIMIT}-byte limit")
-            raw = f.read(n)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise self._bad(f"header is not valid JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise self._bad("header is not a JSON object")
-        self.data_start = 8 + n
-        data_size = size - self.data_start
-        meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict):
-            raise self._bad("__metadata__ is not an object")
-        self.metadata = {str(k): str(v) for k, v in meta.items()}
-        for key, info in header.items():
-            self.entries[key] = self._entry(key, info, data_size)
-        self.entries = dict(sorted(self.entries.items(), key=lambda kv: (kv[1][2], kv[1][3])))
-        end, prev = 0, None
-        for key, (_, _, begin, stop) in self.entries.items():
-            if begin < end:
-                raise self._bad(f"tensors {prev!r} and {key!r} overlap")
-            end, prev = max(end, stop), key
-
-    def _entry(self, key: str, info: Any, data_size: int) -> tuple[np.dtype, tuple[int, ...], int, int]:
-        if not isinstance(info, dict):
-            raise self._bad(f"entry for tensor {key!r} is not an object")
-        code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if code not in SAFETENSORS_DTYPES:
-            raise self._bad(f"tensor {key!r} has unknown dtype {code!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise self._bad(f"tensor {key!r} has invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
-            raise self._bad(f"tensor {key!r} has invalid data_offsets {offsets!r}")
-        begin, end = offsets
-        if end > data_size:
-            raise self._bad(
-                f"tensor {key!r} data ends at byte {end} but the file holds only {data_size} data bytes (truncated?)"
-            )
-        dt = SAFETENSORS_DTYPES[code]
-        expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        if end - begin != expected:
-            raise self._bad(f"tensor {key!r} of shape {shape} and dtype {code} needs {expected} bytes, has {end - begin}")
-        return dt, tuple(shape), begin, end
 
     def get(self, key: str) -> np.ndarray:
         dt, shape, begin, end = self.entries[key]
+        code = self.codes[key]
+        if code in _PACKED or dt is None:
+            why = "it packs several elements per byte" if code in _PACKED else "the installed ml_dtypes lacks it"
+            raise WeightsError(f"tensor {key!r} in {self.path} has dtype {code}, which isoform cannot read ({why})")
         if end == begin:
-            return np.zeros(shape, dt)
+            try:
+                return np.zeros(shape, dt)
+            except (ValueError, OverflowError) as e:  # e.g. shape (0, 2**40, 2**40)
+                raise WeightsError(f"tensor {key!r} in {self.path} of shape {_show(list(shape))} cannot be a "
+                                   f"NumPy array ({e})") from None
         if self._mmap is None:
             with open(self.path, "rb") as f:
                 self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -212,7 +161,13 @@ class SafetensorsCheckpoint(Checkpoint):
         return self._lookup(key).entries[key][1]
 
     def dtype(self, key: str) -> str:
-        return dtype_name(self._lookup(key).entries[key][0])
+        shard = self._lookup(key)
+        dt = shard.entries[key][0]
+        return shard.codes[key] if dt is None else dtype_name(dt)
+
+    def nbytes(self, key: str) -> int:
+        _, _, begin, end = self._lookup(key).entries[key]
+        return end - begin
 
     def get(self, key: str) -> np.ndarray:
         return self._lookup(key).get(key)

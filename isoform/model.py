@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,8 +37,11 @@ from .generation.config import GenerationConfig
 from .generation.decoder import Decoder, DecodingGraphs
 from .hub import resolve
 from .ir import Graph
-from .weights import load_params, open_checkpoint, save_params
+from .ir.builder import checking_params
+from .staging import moved, staged_directory
+from .weights import load_params, open_checkpoint, save_params, source_check
 from .weights.dtypes import check_float_dtype
+from .weights.saving import checkpoint_files
 
 
 class ModelOutput(dict):
@@ -74,7 +78,8 @@ class Model:
         self._input_dtypes = {v.name: v.dtype.numpy for v in self.graph.inputs}
         self._seq_axes = {name: _seq_axis(self.graph, value) for name, value in self.graph.outputs.items()}
         self._generation: DecodingGraphs | None = None  # the generation graphs, compiled once
-        self._idle: list[Decoder] = []  # decoders free for the next generate() call
+        self._idle: list[Decoder] = []  # decoders free for the next generate() call (one call owns one at a time)
+        self._compiling = threading.Lock()  # the generation graphs are compiled once, also under threads
 
     @property
     def config(self) -> ArchConfig:
@@ -116,8 +121,10 @@ class Model:
         be = backends.get(backend)
         with open_checkpoint(directory) as ckpt:
             arch.resolve(set(ckpt.keys()))
-            graphs = arch.graphs(task, dtype)
-            graph, wmap = graphs["forward"], arch.weight_map(task)
+            wmap = arch.weight_map(task)
+            with checking_params(source_check(ckpt, wmap, arch.config.layer_counts())):
+                graphs = arch.graphs(task, dtype)
+            graph = graphs["forward"]
             expected = {p.name: (p.shape, p.dtype.numpy) for p in graph.params}
             dtypes = {p.name: p.dtype for p in graph.params}
             # streamed: each tensor goes from the mapped file into a native array, one at a time
@@ -135,18 +142,21 @@ class Model:
         model.generation_config = self.generation_config
         return model
 
-    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    def save(self, directory: str | os.PathLike[str], max_shard_size: int | str = "5GB") -> list[Path]:
         """Write ``config.json`` and ``model.safetensors`` in the layout of the task's transformers
         class (and ``generation_config.json`` if the model has one), so ``transformers`` (and isoform)
-        load it back. Returns the files written."""
+        load it back; sharded above ``max_shard_size`` (``"5GB"``, ``"500MB"`` or bytes) as
+        ``save_pretrained``; all or nothing (`isoform.staging`: a failed save leaves ``directory`` as
+        it was). Returns the files written."""
         config = self.config.to_dict()
         config["architectures"] = [self.arch.tasks[self.task]]
         config["dtype"] = self.dtype
         wmap = self.arch.weight_map(self.task)
-        paths = save_params(directory, self.program.numpy_params(), wmap, config)
-        if self.generation_config is not None:
-            paths.append(self.generation_config.save(directory))
-        return paths
+        with staged_directory(directory, stale=checkpoint_files) as stage:
+            paths = save_params(stage, self.program.numpy_params(), wmap, config, max_shard_size=max_shard_size)
+            if self.generation_config is not None:
+                paths.append(self.generation_config.save(stage))
+        return moved(paths, stage, directory)
 
     def export_onnx(self, path: str | os.PathLike[str], opset: int | None = None) -> Path:
         """Write the graph and weights as an ONNX model (dynamic batch/seq axes; needs the ``onnx``
@@ -164,19 +174,18 @@ class Model:
         from .backends.onnx import export_onnx
 
         self._require_generation("the generation ONNX graphs")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         params, paths = self.program.numpy_params(), []
-        for part in ("encoder", "decoder"):
-            if part not in self.graphs:
-                continue
-            graph = self.graphs[part]
-            meta = {"architecture": self.arch.model_type, "task": self.task or "", "part": part}
-            if "encoder" in self.graphs:
-                meta["decoder_start_token_id"] = str(self.arch.decoder_start_token_id)
-            paths.append(export_onnx(graph, {p.name: params[p.name] for p in graph.params}, directory / f"{part}.onnx",
-                                     opset=opset, metadata=meta))
-        return paths
+        with staged_directory(directory) as stage:
+            for part in ("encoder", "decoder"):
+                if part not in self.graphs:
+                    continue
+                graph = self.graphs[part]
+                meta = {"architecture": self.arch.model_type, "task": self.task or "", "part": part}
+                if "encoder" in self.graphs:
+                    meta["decoder_start_token_id"] = str(self.arch.decoder_start_token_id)
+                paths.append(export_onnx(graph, {p.name: params[p.name] for p in graph.params}, stage / f"{part}.onnx",
+                                         opset=opset, metadata=meta))
+        return moved(paths, stage, directory)
 
     # -- running ----------------------------------------------------------------------------------
     def __call__(self, **inputs: Any) -> ModelOutput:
@@ -208,7 +217,10 @@ class Model:
         ``pad_token_id``, ``stop_strings`` (with ``tokenizer=``). ``seed``: sampling seed (NumPy RNG on the
         host; same seed, same tokens on a backend). ``stream=True`` returns a generator of the new token of
         every row per step ([rows] int64); ``streamer``: a callable given the same arrays (``.end()`` called
-        at the end if it has one). Greedy and beam search match transformers' ``generate`` token for token."""
+        at the end if it has one). Greedy and beam search match transformers' ``generate`` token for token.
+        Special token ids outside the vocabulary (GPT-2's default eos 50256 in a small checkpoint, -1) work
+        as in transformers. Threads may call one model's ``generate`` (and ``__call__``) at once: each call
+        runs on a decoder (KV cache) of its own."""
         from .generation.generate import generate
 
         self._require_generation("generate")
@@ -218,7 +230,10 @@ class Model:
             raise InputError(f"generate needs the prompt: {source}")
         ids = self._as_numpy(source, input_ids)
         mask = None if attention_mask is None else self._as_numpy("attention_mask", attention_mask)
-        decoder = self._idle.pop() if self._idle else self.decoder()
+        try:
+            decoder = self._idle.pop()  # atomic: concurrent calls never share a decoder (its KV cache)
+        except IndexError:
+            decoder = self.decoder()
         base = self.generation_config or GenerationConfig.from_model_config(self.config.to_dict())
         return generate(decoder, base, ids, mask, release=lambda: self._idle.append(decoder), **kwargs)
 
@@ -226,18 +241,22 @@ class Model:
         """A new incremental decoder of this ``causal-lm`` / ``seq2seq-lm`` model (prefill / step /
         reorder over a static KV cache, see `isoform.generation.Decoder`). The generation graphs are
         compiled once per model and share its weights; each decoder holds its own cache."""
-        if self._generation is None:
-            self._require_generation("incremental decoding", ConfigError)
-            native = self.program.native_params()
-            compiled = {part: self.backend.compile(self.graphs[part], {p.name: native[p.name] for p in self.graphs[part].params})
-                        for part in ("encoder", "decoder") if part in self.graphs}
-            encoder = compiled.get("encoder")
-            self._generation = DecodingGraphs(
-                decoder=compiled["decoder"], encoder=encoder, vocab_size=self.arch.vocab_size,
-                context_length=self.arch.max_length, check=lambda prompt: self._check(prompt, partial=True),
-                start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id,
-                source=self.inputs.specs[0].name)
+        with self._compiling:
+            if self._generation is None:
+                self._generation = self._compile_generation()
         return Decoder(self._generation)
+
+    def _compile_generation(self) -> DecodingGraphs:
+        self._require_generation("incremental decoding", ConfigError)
+        native = self.program.native_params()
+        compiled = {part: self.backend.compile(self.graphs[part], {p.name: native[p.name] for p in self.graphs[part].params})
+                    for part in ("encoder", "decoder") if part in self.graphs}
+        encoder = compiled.get("encoder")
+        return DecodingGraphs(
+            decoder=compiled["decoder"], encoder=encoder, vocab_size=self.arch.vocab_size,
+            context_length=self.arch.max_length, check=lambda prompt: self._check(prompt, partial=True),
+            start_token=self.arch.decoder_start_token_id if encoder is not None else None, pad_id=self.arch.pad_id,
+            source=self.inputs.specs[0].name)
 
     def _require_generation(self, what: str, error: type[Exception] = InputError) -> None:
         if "decoder" not in self.graphs:

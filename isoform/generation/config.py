@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..errors import ConfigError, InputError
+from ..staging import write_text
 
 #: transformers' ``GenerationConfig._get_default_generation_params`` for the options isoform implements.
 DEFAULTS: dict[str, Any] = {
@@ -41,7 +43,23 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "token_healing": (None, False), "low_memory": (None, False),
 }
 
-TokenIds = StrictInt | list[StrictInt]
+#: A special token id as transformers takes it: any int64 (ids outside the vocabulary, negative ones
+#: included, are accepted and never match a generated token, as transformers ignores them).
+TokenId = Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]
+TokenIds = TokenId | list[TokenId]
+
+
+def _number(value: Any) -> Any:
+    """A float option: an int or float (NumPy's too), not a bool or a string; finite (checked by the field)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError("Input should be a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("Input should be a finite number") from None
+
+
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 
 
 class GenerationConfig(BaseModel):
@@ -56,24 +74,24 @@ class GenerationConfig(BaseModel):
     min_new_tokens: StrictInt | None = Field(None, ge=0)
     min_length: StrictInt | None = Field(None, ge=0)
     do_sample: StrictBool | None = None
-    temperature: float | None = None
+    temperature: Number | None = None
     top_k: StrictInt | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
     # the ranges transformers' warpers accept (1.0 / 0.0 = off, as transformers; min_p: None = off)
-    min_p: float | None = Field(None, ge=0.0, le=1.0)
-    typical_p: float | None = Field(None, gt=0.0, le=1.0)
-    epsilon_cutoff: float | None = Field(None, ge=0.0, lt=1.0)
-    eta_cutoff: float | None = Field(None, ge=0.0, lt=1.0)
+    min_p: Number | None = Field(None, ge=0.0, le=1.0)
+    typical_p: Number | None = Field(None, gt=0.0, le=1.0)
+    epsilon_cutoff: Number | None = Field(None, ge=0.0, lt=1.0)
+    eta_cutoff: Number | None = Field(None, ge=0.0, lt=1.0)
     num_beams: StrictInt | None = Field(None, ge=1)
-    length_penalty: float | None = None
+    length_penalty: Number | None = None
     early_stopping: StrictBool | Literal["never"] | None = None
     num_return_sequences: StrictInt | None = Field(None, ge=1)
-    repetition_penalty: float | None = Field(None, gt=0.0)
+    repetition_penalty: Number | None = Field(None, gt=0.0)
     no_repeat_ngram_size: StrictInt | None = Field(None, ge=0)
     encoder_no_repeat_ngram_size: StrictInt | None = Field(None, ge=0)
-    bos_token_id: StrictInt | None = Field(None, ge=0)
+    bos_token_id: TokenId | None = None
     eos_token_id: TokenIds | None = None
-    pad_token_id: StrictInt | None = Field(None, ge=0)
+    pad_token_id: TokenId | None = None
     decoder_start_token_id: StrictInt | None = Field(None, ge=0)
     forced_bos_token_id: StrictInt | None = Field(None, ge=0)
     forced_eos_token_id: TokenIds | None = None
@@ -88,7 +106,7 @@ class GenerationConfig(BaseModel):
         except ValidationError as e:
             problems = []
             for err in e.errors():
-                key = ".".join(str(p) for p in err["loc"])
+                key = ".".join(str(p) for p in err["loc"]).replace("constrained-int", "int")
                 problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')} (got {err['input']!r})")
             raise error(f"invalid {source}: " + "; ".join(problems)) from None
         bad = {k: v for k, v in (config.model_extra or {}).items() if k in UNSUPPORTED and v not in UNSUPPORTED[k]}
@@ -119,9 +137,8 @@ class GenerationConfig(BaseModel):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``directory/generation_config.json`` (the keys that are set); returns its path."""
-        path = Path(directory) / "generation_config.json"
-        path.write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
-        return path
+        return write_text(Path(directory) / "generation_config.json",
+                          json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
 
     # -- resolution -------------------------------------------------------------------------------
     def resolve(self, **kwargs: Any) -> GenerationConfig:
@@ -168,8 +185,8 @@ class GenerationConfig(BaseModel):
                              "generation config")
         if any(not s for s in self.stop_list):
             raise InputError("stop_strings must be non-empty strings")
-        if any(e < 0 for e in self.eos_ids):
-            raise InputError(f"eos_token_id must be non-negative token ids, got {self.eos_token_id!r}")
+        # eos / pad / bos ids outside the vocabulary (GPT-2's default 50256 in a tiny checkpoint, -1) are
+        # fine, as in transformers: such an eos never ends a row, such a pad only fills the output
 
 
 __all__ = ["DEFAULTS", "UNSUPPORTED", "GenerationConfig"]

@@ -87,6 +87,9 @@ class Decoder:
         self._source_dtype = source.numpy if self._float_source else np.int64  # what the prompt is cast to
         self._past = {v.name: v for v in graph.inputs if v.name.startswith(PAST + ".") and v.name not in cross}
         self._cross = sorted(cross)
+        #: bytes of KV cache per row and position (what a request's size is checked against, before allocating)
+        self.cache_bytes_per_position = sum(int(v.shape[1]) * int(v.shape[3]) * v.dtype.numpy.itemsize
+                                            for v in self._past.values())
         self._positions = any(v.name == "position_ids" for v in graph.inputs)
         self._reorder_past = self.backend.compile(reorder_graph(graph, {_present(n): n for n in self._past}), {})
         self._reorder_cross = (self.backend.compile(reorder_graph(graph, {_present(n): n for n in self._cross}), {})

@@ -8,6 +8,7 @@ raised before any compute, also with ``stream=True`` (the generator is returned 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,8 +29,7 @@ def generate(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.
     ``base``: the model's generation config; ``release()`` is called once the decoder is free again
     (at the end, on an error, or when a stream is closed)."""
     try:
-        search, prompt = _start(decoder, base, input_ids, attention_mask, stream or streamer is not None, seed,
-                                tokenizer, options)
+        search, prompt = _start(decoder, base, input_ids, attention_mask, stream, streamer, seed, tokenizer, options)
         config = search.config
         copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
         start = search.start(prompt, copies)  # the decoder checks the prompt, then prefills
@@ -49,8 +49,13 @@ def generate(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.
 
 
 def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None,
-           streaming: bool, seed: int | None, tokenizer: Any, options: dict[str, Any]) -> tuple[Search, Prompt]:
+           stream: Any, streamer: Any, seed: int | None, tokenizer: Any, options: dict[str, Any]) -> tuple[Search, Prompt]:
     """Everything that can be wrong with a request is raised here, before any compute."""
+    if not isinstance(stream, bool | np.bool_):
+        raise InputError(f"stream must be True or False, got {stream!r}")
+    if streamer is not None and not callable(streamer):
+        raise InputError(f"streamer must be callable (given each step's tokens), got {type(streamer).__name__}")
+    streaming = bool(stream) or streamer is not None
     config = base.resolve(**options)
     _check_forced(config, decoder.vocab_size)
     ids, mask = _rows(input_ids, attention_mask, decoder.source)
@@ -60,9 +65,14 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
     seq2seq = decoder.encoder_decoder
     prompt_len = 1 if seq2seq else int(mask.sum(1).max())  # after left-padding
     max_new = _max_new_tokens(config, base, options, prompt_len, None if seq2seq else decoder.context_length)
+    copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+    _check_size(decoder, len(ids), copies, prompt_len, max_new, config)
     if config.num_beams > 1 and streaming:
         raise InputError(f"streaming (stream=True or a streamer) works with greedy decoding and sampling, "
                          f"not beam search (num_beams={config.num_beams})")
+    if config.num_beams > 1 and max(2, 1 + len(config.eos_ids)) > decoder.vocab_size:
+        raise InputError(f"beam search keeps {1 + len(config.eos_ids)} candidates per beam (one more than the "
+                         f"{len(config.eos_ids)} eos_token_id(s)), more than the vocabulary of {decoder.vocab_size}")
     if config.stop_list and tokenizer is None:
         raise InputError("stop_strings need the model's tokenizer: generate(..., stop_strings=[...], tokenizer=tok)")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
@@ -73,8 +83,12 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
         start = np.full((len(ids), 1), decoder.start_token, np.int64)
         prompt = Prompt(ids, mask, start, np.zeros(len(ids), np.int64))
     else:
-        ids, mask = _left_pad(ids, mask, config.pad_token_id if config.pad_token_id is not None else 0)
-        prompt = Prompt(ids, mask, ids, (mask == 0).sum(1))
+        pad = config.pad_token_id if config.pad_token_id is not None else 0
+        ids, mask = _left_pad(ids, mask, pad)
+        # the returned prompt is padded with pad_token_id, the model's input with a token of the vocabulary
+        # (the padding is masked): a pad outside it (GPT-2's default eos 50256 of a tiny checkpoint) is fine
+        fed = ids if 0 <= pad < decoder.vocab_size else np.where(mask == 1, ids, 0)
+        prompt = Prompt(fed, mask, ids, (mask == 0).sum(1), ids)
     return Search(decoder, config, max_new, stopping, np.random.default_rng(seed)), prompt
 
 
@@ -150,4 +164,34 @@ def _max_new_tokens(config: GenerationConfig, base: GenerationConfig, options: d
         if new <= 0:
             raise InputError(f"max_length is {config.max_length} but the prompt already has {prompt_len} tokens; "
                              "set max_new_tokens instead")
+        if context is not None and config.max_length > context:
+            raise InputError(f"max_length is {config.max_length}, more than the model's context window of {context} "
+                             "tokens (max_position_embeddings): lower max_length or set max_new_tokens")
     return new
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_size(decoder: IncrementalDecoder, batch: int, copies: int, prompt_len: int, max_new: int,
+                config: GenerationConfig) -> None:
+    """InputError when the request cannot fit in memory (a huge ``max_new_tokens``, ``max_length``,
+    ``num_beams`` or ``num_return_sequences`` on a model without a position limit would otherwise fail
+    allocating the KV cache, or run for ever): the cache, the search's token buffers and logits."""
+    context = decoder.context_length
+    if context is not None and prompt_len + max_new > context:
+        return  # the decoder's prefill rejects it naming the context window, before allocating anything
+    limit = _memory_bytes()
+    per_position = int(getattr(decoder, "cache_bytes_per_position", 0))
+    need = batch * copies * ((prompt_len + max_new) * (per_position + 64) + int(decoder.vocab_size) * 16)
+    if limit is not None and need > limit:
+        what = f"num_beams={config.num_beams}" if config.num_beams > 1 else f"num_return_sequences={config.num_return_sequences}"
+        raise InputError(f"generate would need about {need / 2**30:.3g} GiB: {batch} prompt(s) x {copies} ({what}) "
+                         f"x {prompt_len} + {max_new} positions (max_new_tokens {max_new}), more than this machine's "
+                         f"{limit / 2**30:.3g} GiB of memory: lower max_new_tokens (or max_length), num_beams, "
+                         "num_return_sequences or the batch")

@@ -24,7 +24,7 @@ def repetition_penalty(penalty: float, ignore: np.ndarray) -> Processor:
     ``penalty``; the first ``ignore[row]`` positions (left padding) do not count."""
     def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         vocab = scores.shape[-1]
-        cols = np.minimum(ids, vocab)
+        cols = in_vocab(ids, vocab)
         cols[np.arange(ids.shape[1])[None, :] < ignore[:, None]] = vocab  # spare column, dropped below
         out = np.concatenate([scores, np.zeros((scores.shape[0], 1), scores.dtype)], axis=1)
         picked = np.take_along_axis(out, cols, axis=1)
@@ -43,7 +43,7 @@ def no_repeat_ngram(size: int) -> Processor:
         windows = sliding_window_view(ids, size, axis=1)  # [rows, length - size + 1, size]
         matches = (windows[..., :-1] == prefix[:, None, :]).all(-1)
         banned = np.zeros((ids.shape[0], vocab + 1), bool)
-        np.put_along_axis(banned, np.where(matches, np.minimum(windows[..., -1], vocab), vocab), True, axis=1)
+        np.put_along_axis(banned, np.where(matches, in_vocab(windows[..., -1], vocab), vocab), True, axis=1)
         return np.where(banned[:, :vocab], NEG_INF, scores)
     return apply
 
@@ -51,6 +51,8 @@ def no_repeat_ngram(size: int) -> Processor:
 def encoder_no_repeat_ngram(size: int, encoder_ids: np.ndarray) -> Processor:
     """Ban every token that would complete an n-gram of ``size`` found in the row's encoder input
     (``encoder_ids`` [batch, src]; rows of the search are its batch rows repeated, as beams are)."""
+    if size > encoder_ids.shape[1]:  # no n-gram that long in the input: nothing to ban (as transformers)
+        return lambda ids, scores: scores
     windows = sliding_window_view(encoder_ids, size, axis=1)  # [batch, src - size + 1, size]
 
     def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -61,17 +63,18 @@ def encoder_no_repeat_ngram(size: int, encoder_ids: np.ndarray) -> Processor:
         prefix = ids[:, length + 1 - size:length]
         matches = (rows[..., :-1] == prefix[:, None, :]).all(-1)
         banned = np.zeros((ids.shape[0], vocab + 1), bool)
-        np.put_along_axis(banned, np.where(matches, np.minimum(rows[..., -1], vocab), vocab), True, axis=1)
+        np.put_along_axis(banned, np.where(matches, in_vocab(rows[..., -1], vocab), vocab), True, axis=1)
         return np.where(banned[:, :vocab], NEG_INF, scores)
     return apply
 
 
 def min_length(length: int, eos: Sequence[int]) -> Processor:
-    """No eos token while the sequences are shorter than ``length`` (prompt included)."""
+    """No eos token while the sequences are shorter than ``length`` (prompt included); eos ids outside
+    the vocabulary are ignored (transformers masks ``isin(arange(vocab), eos)``)."""
     def apply(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if ids.shape[1] < length:
             scores = scores.copy()
-            scores[:, list(eos)] = NEG_INF
+            scores[:, [e for e in eos if 0 <= e < scores.shape[-1]]] = NEG_INF
         return scores
     return apply
 
@@ -175,6 +178,13 @@ def _cut(scores: np.ndarray, remove: np.ndarray, keep: int) -> np.ndarray:
     n = min(keep, scores.shape[-1])
     kth = -np.partition(-scores, n - 1, axis=-1)[:, n - 1:n]
     return np.where(remove & (scores < kth), NEG_INF, scores)
+
+
+def in_vocab(ids: np.ndarray, vocab: int) -> np.ndarray:
+    """``ids`` with every id outside ``[0, vocab)`` (an out-of-vocabulary pad or eos filling finished
+    rows, say) replaced by ``vocab``: the spare column the processors drop, so such ids count for
+    nothing (and a negative one never wraps around to the end of the vocabulary)."""
+    return np.where((ids >= 0) & (ids < vocab), ids, vocab)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

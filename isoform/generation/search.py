@@ -44,12 +44,15 @@ class IncrementalDecoder(Protocol):
 class Prompt:
     """``input_ids``/``attention_mask`` [batch, seq]: what the decoder is prefilled with;
     ``sequences`` [batch, length]: the tokens the search extends and returns; ``ignore`` [batch]: how
-    many leading positions of ``sequences`` are padding (the repetition penalty skips them)."""
+    many leading positions of ``sequences`` are padding (the repetition penalty skips them);
+    ``source_ids``: the prompt as ``encoder_no_repeat_ngram_size`` sees it, when not ``input_ids``
+    (a decoder-only prompt padded with an out-of-vocabulary ``pad_token_id``, fed padded with 0)."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     sequences: np.ndarray
     ignore: np.ndarray
+    source_ids: np.ndarray | None = None
 
 
 @dataclass
@@ -72,15 +75,17 @@ class Search:
             logits = np.repeat(logits, copies, axis=0)
         sequences = np.repeat(prompt.sequences, copies, axis=0)
         length = sequences.shape[1]
+        source = prompt.input_ids if prompt.source_ids is None else prompt.source_ids
         processors = P.build(self.config, length, length + self.max_new_tokens, np.repeat(prompt.ignore, copies),
-                             prompt.input_ids)
+                             source)
         return logits, sequences, length, processors
 
 
 def sample(search: Search, start: Start) -> Iterator[np.ndarray]:
     """Greedy decoding or multinomial sampling (``config.do_sample``) from ``search.start(prompt,
     config.num_return_sequences)``: yields the next token of every row ([rows] int64; ``pad_token_id``
-    once a row has finished, when an eos token is set) until every row has finished."""
+    once a row has finished, when an eos token is set, even one outside the vocabulary, as
+    transformers) until every row has finished."""
     config, stopping = search.config, search.stopping
     logits, sequences, length, processors = start
     buffer = np.zeros((len(sequences), length + search.max_new_tokens), np.int64)
@@ -97,7 +102,9 @@ def sample(search: Search, start: Start) -> Iterator[np.ndarray]:
         yield tokens.astype(np.int64)
         if not unfinished.any():
             return
-        logits = search.decoder.step(tokens)
+        # finished rows run on a token of the vocabulary whatever the pad is (their logits are unused)
+        vocab = logits.shape[-1]
+        logits = search.decoder.step(np.where((tokens >= 0) & (tokens < vocab), tokens, 0))
 
 
 def beam_search(search: Search, start: Start) -> np.ndarray:
@@ -147,7 +154,7 @@ def beam_search(search: Search, start: Start) -> np.ndarray:
         running_index = _gather(top_index, best)
 
         # f. finished ones replace worse finished hypotheses
-        done_scores = top_scores / np.float32((cur + 1 - prompt_len) ** config.length_penalty)
+        done_scores = top_scores / np.float32(_power(cur + 1 - prompt_len, config.length_penalty))
         full = finished.all(-1, keepdims=True) & (config.early_stopping is True)
         just_finished = hits & top_beams[None, :]
         for excluded in (full, ~improvable, ~just_finished):  # one addition each, as transformers rounds them
@@ -180,9 +187,17 @@ def _improvable(improvable: np.ndarray, running_scores: np.ndarray, scores: np.n
     finished one (at the length the ``early_stopping`` mode assumes)?"""
     penalty = config.length_penalty
     length = max_new_tokens if config.early_stopping == "never" and penalty > 0.0 else generated
-    best_possible = running_scores[:, :1] / np.float32(length ** penalty)
+    best_possible = running_scores[:, :1] / np.float32(_power(length, penalty))
     worst = np.where(finished, scores.min(1, keepdims=True), NEG)
     return improvable & (best_possible > worst).any(-1, keepdims=True)
+
+
+def _power(n: int, p: float) -> float:
+    """``n ** p`` as transformers computes the length penalty (a Python float), inf where that overflows."""
+    try:
+        return n ** p
+    except OverflowError:
+        return float("inf")
 
 
 def _top(x: np.ndarray, k: int) -> np.ndarray:
@@ -194,16 +209,35 @@ def _top(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _sample_top(log_probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k draws without replacement from softmax(log_probs) per row, sorted by score (beam sampling)."""
+    """k draws without replacement from softmax(log_probs) per row, sorted by score (beam sampling).
+    Where fewer than k tokens have a non-zero probability (top_k=2 with num_beams=3, say, at the first
+    step, where transformers' ``multinomial`` fails), those are all taken, then the best-scoring others."""
     probs = P.softmax(log_probs.astype(np.float64))
-    picks = np.stack([rng.choice(len(p), size=k, replace=False, p=p / p.sum()) for p in probs])
+    rows = []
+    for p, scores in zip(probs, log_probs):
+        live = int((p > 0).sum())
+        if live >= k:
+            rows.append(rng.choice(len(p), size=k, replace=False, p=p / p.sum()))
+        else:
+            rows.append(np.lexsort((-scores, p == 0))[:k])  # the non-zero ones, then by score
+    picks = np.stack(rows)
     values = np.take_along_axis(log_probs, picks, axis=-1)
     return np.take_along_axis(picks, np.argsort(-values, axis=-1, kind="stable"), axis=-1)
 
 
 def _draw(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One token per row from softmax(scores) (float64, inverse CDF of one uniform per row)."""
-    cdf = np.cumsum(P.softmax(scores.astype(np.float64)), axis=-1)
+    """One token per row from softmax(scores) (float64, inverse CDF of one uniform per row). A row whose
+    softmax is not a distribution (+inf scores, from a temperature that overflows float32, or every token
+    banned) draws uniformly from its best tokens, the limit of a vanishing temperature (transformers'
+    ``multinomial`` fails there)."""
+    with np.errstate(invalid="ignore"):
+        probs = P.softmax(scores.astype(np.float64))
+    bad = ~np.isfinite(probs).all(-1)
+    if bad.any():
+        rows = np.where(np.isnan(scores[bad]), -np.inf, scores[bad])
+        top = rows == rows.max(-1, keepdims=True)
+        probs[bad] = top / top.sum(-1, keepdims=True)
+    cdf = np.cumsum(probs, axis=-1)
     u = rng.random(len(scores)) * cdf[:, -1]
     return np.minimum((cdf <= u[:, None]).sum(-1), scores.shape[-1] - 1)
 

@@ -40,8 +40,10 @@ class StopStrings:
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes ``token_id`` adds to the decoded text."""
         if token_id not in self._bytes:
-            token = self.backend.id_to_token(token_id) or ""
-            if self.mode == "byte_level" and all(c in _byte_decoder() for c in token):
+            token = self.backend.id_to_token(token_id) if 0 <= token_id < 2**32 else None
+            if token is None:  # not a token (a pad outside the vocabulary filling a finished row): no text
+                out = b""
+            elif self.mode == "byte_level" and all(c in _byte_decoder() for c in token):
                 out = bytes(_byte_decoder()[c] for c in token)
             elif self.mode == "byte_fallback" and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token):
                 out = bytes([int(token[3:5], 16)])
@@ -55,7 +57,7 @@ class StopStrings:
         """[rows, length] -> [rows] bool: does a stop string end inside the last token?"""
         hits = np.zeros(ids.shape[0], bool)
         for row, tokens in enumerate(ids[:, -self.window:].tolist()):
-            pieces = [self.token_bytes(t) for t in tokens if t >= 0]
+            pieces = [self.token_bytes(t) for t in tokens]
             if not pieces or not pieces[-1]:
                 continue
             text, last = b"".join(pieces), len(pieces[-1])

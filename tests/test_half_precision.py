@@ -6,8 +6,8 @@ kernels in the half dtype). The outputs, converted to f32, are compared with tra
 float32 outputs on the same checkpoint, and with transformers run in the same half dtype on CPU
 (it runs both): each difference is recorded as a test property (``--junitxml``) and printed.
 
-Tolerances (max abs): 2e-2 for float16 (measured <= 4e-3: 5x margin); 5e-2 for bfloat16, whose unit
-roundoff is 8x float16's: measured up to 2.5e-2 against float32, where transformers' own bfloat16
+Tolerances (max abs): 2e-2 for float16 (measured <= 4e-3: 5x margin); 6e-2 for bfloat16, whose unit
+roundoff is 8x float16's: measured up to 3.1e-2 against float32, where transformers' own bfloat16
 forward is 1.8e-2 away, so 2e-2 would sit inside bfloat16's rounding noise. A dropped term of these
 informative checkpoints moves outputs by > 0.1.
 
@@ -25,6 +25,7 @@ import pytest
 
 import isoform
 from isoform.errors import WeightsError
+from isoform.testing.parity import record_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -93,6 +94,7 @@ def test_half_precision_matches_transformers(hf_checkpoint, backend, record_prop
     real = inputs["attention_mask"].astype(bool) if task == "causal-lm" else None
     vs_f32 = max_diff(got, run_hf(hf, inputs, got), real)
     vs_half = max_diff(got, run_hf(hf_half(str(path), cls, dtype), inputs, got), real)
+    record_model(model, vs_f32, dtype=dtype)  # the parity table: half-precision isoform vs float32 transformers
     record_property("max_abs_diff_vs_transformers_float32", vs_f32)
     record_property(f"max_abs_diff_vs_transformers_{dtype}", vs_half)
     print(f"\nhalf-precision {arch} {backend} {dtype}: vs transformers float32 {vs_f32:.2e}, vs transformers {dtype} "

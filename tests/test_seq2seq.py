@@ -13,6 +13,7 @@ import isoform
 from isoform.architectures.seq2seq import EncoderDecoder
 from isoform.errors import InputError
 from isoform.testing.coverage import check_task_coverage
+from isoform.testing.parity import record_model
 
 torch = pytest.importorskip("torch")
 
@@ -79,8 +80,8 @@ def test_parity(hf_checkpoint, backend, cls, config, task):
     if task in ("sequence-classification", "question-answering"):
         inputs = {k: v for k, v in inputs.items() if not k.startswith("decoder_")}  # heads shift input_ids
     want = reference(hf, inputs)
-    got = isoform.Model.load(path, backend=backend, task=task)(**inputs).numpy()
-    assert max_diff(got, want) <= TOL
+    model = isoform.Model.load(path, backend=backend, task=task)
+    assert record_model(model, max_diff(model(**inputs).numpy(), want)) <= TOL
 
 
 def test_cases_cover_every_declared_task():
@@ -107,7 +108,7 @@ def test_save_round_trip(hf_checkpoint, tmp_path, cls, config, task):
     if task in ("sequence-classification", "question-answering"):
         inputs = {k: v for k, v in inputs.items() if not k.startswith("decoder_")}
     back = getattr(transformers, hf_class(cls, task)).from_pretrained(tmp_path).eval()
-    assert max_diff(model(**inputs).numpy(), reference(back, inputs)) <= TOL
+    assert record_model(model, max_diff(model(**inputs).numpy(), reference(back, inputs))) <= TOL
 
 
 def test_graph_params_are_shared_once(hf_checkpoint):

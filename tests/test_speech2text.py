@@ -10,6 +10,7 @@ import pytest
 
 import isoform
 from isoform.errors import InputError
+from isoform.testing.parity import record_model
 
 torch = pytest.importorskip("torch")
 
@@ -49,10 +50,13 @@ def test_parity(hf_checkpoint, backend, name, cls):
     path, hf = hf_checkpoint(cls, **CONFIGS[name])
     inputs = make_inputs(CONFIGS[name])
     want = reference(hf, inputs)
-    got = isoform.Model.load(path, backend=backend, task=CLASSES[cls])(**inputs).numpy()
+    model = isoform.Model.load(path, backend=backend, task=CLASSES[cls])
+    got = model(**inputs).numpy()
     assert sorted(got) == sorted(want)
     for k in want:
         assert got[k].shape == want[k].shape, k
+    record_model(model, max(float(np.abs(got[k] - want[k]).max()) for k in want))
+    for k in want:
         assert float(np.abs(got[k] - want[k]).max()) <= TOL, k
 
 

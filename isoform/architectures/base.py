@@ -33,7 +33,8 @@ validates every call from them once and fills defaults; `check_inputs` adds only
 cannot state. `build()` (below) writes the encoder framing shared by the BERT family: inputs
 ``input_ids``, ``attention_mask`` and (when the model has token types) ``token_type_ids`` of shape
 [batch, seq] — [batch, choices, seq] for ``multiple-choice``, flattened before the backbone and
-un-flattened after the head. Decoder-only (`causal.CausalLM`) and encoder-decoder
+un-flattened after the head; further inputs a family declares (LayoutLM's ``bbox``) are passed to
+its `backbone` as keyword arguments. Decoder-only (`causal.CausalLM`) and encoder-decoder
 (`seq2seq.EncoderDecoder`) families are peer bases that override `build`, `graphs` and `input_specs`.
 """
 
@@ -238,10 +239,12 @@ class Architecture:
         self.check_task(task)
         g = GraphBuilder(f"{self.model_type}:{task or 'base'}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task})
-        ids, mask, *types = (spec.declare(g) for spec in self.input_specs(task).specs)
+        x = {spec.name: spec.declare(g) for spec in self.input_specs(task).specs}
         if task == "multiple-choice":
-            ids, mask, *types = (t.reshape("batch*choices", "seq") for t in (ids, mask, *types))
-        states = self.backbone(ids, mask, types[0] if types else None, pooler=self.has_pooler(task))
+            x = {n: t.reshape("batch*choices", *t.shape[2:]) for n, t in x.items()}
+        ids, mask, types = x.pop("input_ids"), x.pop("attention_mask"), x.pop("token_type_ids", None)
+        # any further inputs a family declares (LayoutLM's bbox) reach its backbone by name
+        states = self.backbone(ids, mask, types, pooler=self.has_pooler(task), **x)
         outputs = states if task is None else self.head(task, states, mask)
         for name, t in outputs.items():
             if task == "multiple-choice":

@@ -87,13 +87,18 @@ class Bert(Architecture):
         """Absolute positions 0..seq-1 (broadcast over the batch)."""
         return ids.builder.add("iota", shape=[ids.shape[1]], axis=0, dtype="i64")
 
-    def embeddings(self, ids: Tensor, token_types: Tensor | None) -> Tensor:
+    def embedding_sum(self, ids: Tensor, token_types: Tensor | None) -> Tensor:
+        """Word + token-type + position embeddings, before the LayerNorm."""
         c, dim = self.config, self.embedding_dim
         x = embedding(ids, "embeddings.word_embeddings", c.vocab_size, dim)
         if token_types is not None:
             x = x + embedding(token_types, "embeddings.token_type_embeddings", c.type_vocab_size, dim)
-        x = x + embedding(self.positions(ids), "embeddings.position_embeddings", c.max_position_embeddings, dim)
-        return layer_norm(x, "embeddings.LayerNorm", dim, c.layer_norm_eps)
+        return x + embedding(self.positions(ids), "embeddings.position_embeddings", c.max_position_embeddings, dim)
+
+    def embeddings(self, ids: Tensor, token_types: Tensor | None, **inputs: Tensor) -> Tensor:
+        """`embedding_sum` (given any further graph ``inputs``) through ``embeddings.LayerNorm``."""
+        x = self.embedding_sum(ids, token_types, **inputs)
+        return layer_norm(x, "embeddings.LayerNorm", self.embedding_dim, self.config.layer_norm_eps)
 
     def layer(self, x: Tensor, name: str, mask: Tensor) -> Tensor:
         """One post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
@@ -110,8 +115,9 @@ class Bert(Architecture):
             x = self.layer(x, f"encoder.layer.{i}", m)
         return x
 
-    def backbone(self, ids: Tensor, mask: Tensor, token_types: Tensor | None, *, pooler: bool) -> dict[str, Tensor]:
-        x = self.encoder(self.embeddings(ids, token_types), mask)
+    def backbone(self, ids: Tensor, mask: Tensor, token_types: Tensor | None, *, pooler: bool,
+                 **inputs: Tensor) -> dict[str, Tensor]:
+        x = self.encoder(self.embeddings(ids, token_types, **inputs), mask)
         out = {"last_hidden_state": x}
         if pooler:
             out["pooler_output"] = tanh_pooler(x, "pooler.dense", self.config.hidden_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,9 @@ def to_tensors(data: dict[str, Any], return_tensors: str) -> dict[str, Any]:
         )
     arrays = {}
     for key, rows in data.items():
+        if all(isinstance(r, int) for r in rows):  # one number a row: length, overflow_to_sample_mapping
+            arrays[key] = np.asarray(rows, dtype=np.int64)
+            continue
         lengths = {len(r) for r in rows}
         if len(lengths) > 1:
             raise TokenizerError(
@@ -79,10 +83,17 @@ def ints(ids: Any) -> list[int]:
         ids = ids.tolist()
     if isinstance(ids, int):
         return [ids]
-    try:
-        return [int(i) for i in ids]
-    except (TypeError, ValueError) as e:
-        raise TokenizerError(f"expected a sequence of token ids, got {type(ids).__name__}") from e
+    if isinstance(ids, str | bytes | dict) or not hasattr(ids, "__iter__"):
+        raise TokenizerError(f"expected a sequence of token ids, got {type(ids).__name__}")
+    out = []
+    for i in ids:
+        if isinstance(i, float) and i.is_integer():
+            out.append(int(i))
+        elif hasattr(i, "__index__"):
+            out.append(operator.index(i))
+        else:
+            raise TokenizerError(f"expected a sequence of token ids (ints), got {type(i).__name__} {i!r:.40}")
+    return out
 
 
 def check_text(text: Any, where: str = "text") -> Any:
@@ -101,7 +112,11 @@ def batch_inputs(text: Any, text_pair: Any, words: bool) -> tuple[bool, list]:
     if words:
         batched = isinstance(text, list | tuple) and bool(text) and not isinstance(text[0], str)
         items = list(text) if batched else [text]
+        if text_pair is not None and batched and not isinstance(text_pair, list | tuple):
+            raise TokenizerError(f"text_pair must be a list with one entry per text, got {type(text_pair).__name__}")
         pairs = (list(text_pair) if batched else [text_pair]) if text_pair is not None else None
+        if pairs is not None and len(pairs) != len(items):
+            raise TokenizerError("text_pair must be a list with one entry per text")
         for i, x in enumerate(items + (pairs or [])):
             if not is_words(x):
                 raise TokenizerError(

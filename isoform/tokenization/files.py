@@ -32,25 +32,51 @@ def optional_json(path: pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def content(value: Any) -> str | None:
-    """The text of a special-token value: a string, ``{"content": ...}`` or an ``AddedToken``."""
+def content(value: Any, where: str = "") -> str | None:
+    """The text of a special-token value: a string, ``{"content": ...}`` or an ``AddedToken``
+    (``where``: the file and key it came from, for the error)."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, dict) and "content" in value:
-        return str(value["content"])
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
     if isinstance(value, AddedToken):
         return value.content
-    raise TokenizerError(f"cannot read special token {value!r}: expected a string or {{'content': ...}}")
+    raise TokenizerError(
+        f"cannot read special token {where + ' ' if where else ''}{value!r:.80}: expected a string or {{'content': ...}}"
+    )
 
 
 def added_token(value: Any, special: bool) -> AddedToken:
     """An ``AddedToken`` from a string or an ``added_tokens_decoder`` entry (its flags kept)."""
-    if isinstance(value, dict):
+    if isinstance(value, AddedToken):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str) and value["content"]:
         keys = ("single_word", "lstrip", "rstrip", "normalized", "special")
         flags = {k: value[k] for k in keys if k in value}
+        bad = {k: v for k, v in flags.items() if not isinstance(v, bool)}
+        if bad:
+            raise TokenizerError(f"added token {value['content']!r}: flags {bad} must be true or false")
         flags.setdefault("special", special)
-        return AddedToken(str(value["content"]), **flags)
-    return AddedToken(str(value), special=special)
+        return AddedToken(value["content"], **flags)
+    if isinstance(value, str) and value:
+        return AddedToken(value, special=special)
+    raise TokenizerError(f"cannot read added token {value!r:.80}: expected a non-empty string or {{'content': ...}}")
+
+
+def flag_option(options: dict[str, Any], key: str, default: bool | None) -> bool | None:
+    """Boolean ``options[key]`` (``default`` when absent; None only where the default is None)."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or (value is None and default is None):
+        return value
+    raise TokenizerError(f"tokenizer_config.json: {key} must be true or false, got {value!r:.80}")
+
+
+def int_option(options: dict[str, Any], key: str, default: int, maximum: int = 1 << 16) -> int:
+    """Integer ``options[key]`` in ``0..maximum`` (``default`` when absent)."""
+    value = options.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum:
+        return value
+    raise TokenizerError(f"tokenizer_config.json: {key} must be an int from 0 to {maximum}, got {value!r:.80}")
 
 
 def token_id(tok: Backend, token: str) -> int:

@@ -23,7 +23,8 @@ class Seq2SeqMixin:
     backend: Backend
     _spec: TokenizerSpec
     _family: Family
-    _settings: tuple | None
+    _lock: contextlib.AbstractContextManager[Any]  # a threading.RLock
+    _prepared: dict[tuple, tuple]
     _encode: Callable[..., BatchEncoding]
 
     def __call__(
@@ -60,8 +61,9 @@ class Seq2SeqMixin:
     @src_lang.setter
     def src_lang(self, code: str) -> None:
         self._languages().token(code)
-        self._languages().src_lang = code
-        self._frame(code)
+        with self._lock:
+            self._languages().src_lang = code
+            self._frame(code)
 
     @property
     def tgt_lang(self) -> str | None:
@@ -71,7 +73,8 @@ class Seq2SeqMixin:
     @tgt_lang.setter
     def tgt_lang(self, code: str) -> None:
         self._languages().token(code)
-        self._languages().tgt_lang = code
+        with self._lock:
+            self._languages().tgt_lang = code
 
     @property
     def lang_code_to_id(self) -> dict[str, int]:
@@ -92,14 +95,15 @@ class Seq2SeqMixin:
 
     def _frame(self, code: str) -> None:
         self._languages().frame(self.backend, code, self._spec.special.get("eos_token", "</s>"))
-        self._settings = None
+        self._prepared = {}  # checked options count the post-processor's special tokens
 
     @contextlib.contextmanager
     def as_target(self) -> Iterator[Seq2SeqMixin]:
         """Within the block, encode target text (``labels``): framed with ``tgt_lang`` where there is
-        one, with the family's target pipeline where it has one (Marian)."""
+        one, with the family's target pipeline where it has one (Marian). Other threads using this
+        tokenizer wait until the block ends."""
         languages = self._family.languages
-        with self._family.target(self):
+        with self._lock, self._family.target(self):
             if languages is None:
                 yield self
                 return

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import pathlib
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,6 +17,9 @@ from isoform.tokenization.loading import SPECIAL_KEYS, VERY_LARGE_INTEGER, Token
 from isoform.tokenization.seq2seq import Seq2SeqMixin
 
 TRUNCATION = ("longest_first", "only_first", "only_second")
+SIDES = ("right", "left")
+NO_LIMIT = 2**63  # a length at least this long cannot be reached: no truncation
+MAX_PAD_LENGTH = 1 << 24  # padding beyond this many tokens a row is refused (it would exhaust memory)
 
 
 class Tokenizer(Seq2SeqMixin):
@@ -39,7 +44,10 @@ class Tokenizer(Seq2SeqMixin):
         self.truncation_side = spec.truncation_side
         self.model_input_names = list(spec.model_input_names)
         self.clean_up_tokenization_spaces = spec.clean_up_tokenization_spaces
-        self._settings: tuple | None = None
+        # Held while the backend is configured for one call and encodes (and while ``as_target``
+        # switches pipelines): the backend's truncation / padding are object state of ``tokenizers``.
+        self._lock = threading.RLock()
+        self._prepared: dict[tuple, tuple] = {}  # checked call options -> _prepare's result
 
     @classmethod
     def load(
@@ -64,7 +72,14 @@ class Tokenizer(Seq2SeqMixin):
 
     @backend.setter
     def backend(self, backend: Backend) -> None:
-        self._backend, self._settings = backend, None
+        self._backend = backend
+        self._prepared = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_prepared")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.RLock(), _prepared={})
 
     # ----- vocabulary -----------------------------------------------------------------------------
     @property
@@ -116,8 +131,17 @@ class Tokenizer(Seq2SeqMixin):
         return [self.backend.id_to_token(i) for i in ints(ids) if i not in special]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        enc = self.backend.encode(check_text(text), check_text(pair), add_special_tokens=add_special_tokens)
-        return self._family.tokens(self, enc, text if pair is None else (text, pair))
+        """Token strings of ``text`` (and ``pair``): never truncated or padded, as in transformers."""
+        text, pair = check_text(text), check_text(pair, "pair")
+        add_special_tokens = flag(add_special_tokens, "add_special_tokens")
+        with self._lock:  # the backend holds no call's truncation / padding outside the lock
+            try:
+                enc = self.backend.encode(text, pair, add_special_tokens=add_special_tokens)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:  # tokenizers raises bare Exceptions and Rust panics
+                raise TokenizerError(f"tokenization failed: {e}") from e
+            return self._family.tokens(self, enc, text if pair is None else (text, pair))
 
     # ----- encoding -------------------------------------------------------------------------------
     def _encode(
@@ -131,6 +155,7 @@ class Tokenizer(Seq2SeqMixin):
         max_length: int | None = None,
         stride: int = 0,
         pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
         is_split_into_words: bool = False,
         return_tensors: str | None = None,
         return_token_type_ids: bool | None = None,
@@ -140,42 +165,56 @@ class Tokenizer(Seq2SeqMixin):
         return_offsets_mapping: bool = False,
         return_length: bool = False,
     ) -> BatchEncoding:
+        add_special_tokens = flag(add_special_tokens, "add_special_tokens")
+        is_split_into_words = flag(is_split_into_words, "is_split_into_words")
         batched, inputs = batch_inputs(text, text_pair, is_split_into_words)
         pairs = bool(inputs) and isinstance(inputs[0], tuple)
-        self._configure(
-            padding, truncation, max_length, stride, pad_to_multiple_of, add_special_tokens, pairs
-        )
-        try:
-            encodings = self.backend.encode_batch(
-                inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
-            )
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # tokenizers raises bare Exceptions, even Rust panics (stride too large)
-            raise TokenizerError(self._failure(str(e))) from e
-
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
-        rows, mapping = [], []
-        for i, enc in enumerate(encodings):
-            rows.append(enc)
-            mapping.append(i)
-            if return_overflowing_tokens:
-                rows.extend(enc.overflowing)
-                mapping.extend([i] * len(enc.overflowing))
-        data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
-        if return_token_type_ids:
-            data["token_type_ids"] = [e.type_ids for e in rows]
-        if return_attention_mask:
-            data["attention_mask"] = [e.attention_mask for e in rows]
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
-        self._family.amend(
-            self, data, rows, [inputs[m] for m in mapping], pairs=pairs, words=is_split_into_words,
-            add_special_tokens=add_special_tokens,
-        )  # fmt: skip
+        with self._lock:  # this call's truncation / padding, set on the backend and taken off again
+            strategy, limit, truncating, padding_to = self._options(
+                padding, truncation, max_length, stride, pad_to_multiple_of, padding_side,
+                add_special_tokens, pairs,
+            )  # fmt: skip
+            backend = self.backend
+            try:
+                if truncating is not None:
+                    backend.enable_truncation(**truncating)  # refuses a stride its specials leave no room for
+                if padding_to is not None:
+                    backend.enable_padding(**padding_to)
+                encodings = backend.encode_batch(
+                    inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+                )
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:  # tokenizers raises bare Exceptions, even Rust panics
+                raise TokenizerError(self._failure(str(e), strategy, limit)) from e
+            finally:
+                if truncating is not None:
+                    backend.no_truncation()
+                if padding_to is not None:
+                    backend.no_padding()
+            # the family's amendments read the pipeline that encoded (Marian's side): still in the lock
+            rows, mapping = [], []
+            for i, enc in enumerate(encodings):
+                rows.append(enc)
+                mapping.append(i)
+                if return_overflowing_tokens:
+                    rows.extend(enc.overflowing)
+                    mapping.extend([i] * len(enc.overflowing))
+            data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
+            if return_token_type_ids:
+                data["token_type_ids"] = [e.type_ids for e in rows]
+            if return_attention_mask:
+                data["attention_mask"] = [e.attention_mask for e in rows]
+            if return_special_tokens_mask:
+                data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
+            self._family.amend(
+                self, data, rows, [inputs[m] for m in mapping], pairs=pairs, words=is_split_into_words,
+                add_special_tokens=add_special_tokens,
+            )  # fmt: skip
         if return_offsets_mapping:
             data["offset_mapping"] = [e.offsets for e in rows]
         if return_length:
@@ -196,39 +235,77 @@ class Tokenizer(Seq2SeqMixin):
             )
         return self(text, text_pair, **kwargs)["input_ids"]
 
-    def _configure(
+    def _options(
         self,
-        padding: bool | str,
-        truncation: bool | str | None,
-        max_length: int | None,
-        stride: int,
-        pad_to_multiple_of: int | None,
+        padding: Any,
+        truncation: Any,
+        max_length: Any,
+        stride: Any,
+        pad_to_multiple_of: Any,
+        padding_side: Any,
         add_special_tokens: bool,
         pairs: bool,
-    ) -> None:
-        """Set the backend's truncation and padding for this call (cached between identical calls)."""
-        if truncation is None:
-            truncation = (
-                "longest_first" if max_length is not None and padding in (False, "do_not_pad") else False
+    ) -> tuple[str | None, int, dict[str, Any] | None, dict[str, Any] | None]:
+        """`_prepare`, remembered for options seen before (by value and type: ``1`` is not ``True``)
+        and the attributes they are read with; forgotten when special tokens or the pipeline change."""
+        key = (
+            padding, type(padding), truncation, type(truncation), max_length, type(max_length), stride,
+            type(stride), pad_to_multiple_of, type(pad_to_multiple_of), padding_side, add_special_tokens,
+            pairs, self.model_max_length, self.padding_side, self.truncation_side,
+        )  # fmt: skip
+        try:
+            found = self._prepared.get(key)
+        except TypeError:  # an unhashable option (a list, ...): refused below
+            key = found = None
+        if found is None:
+            found = self._prepare(
+                padding, truncation, max_length, stride, pad_to_multiple_of, padding_side, add_special_tokens, pairs
             )
-        if truncation is True:
-            truncation = "longest_first"
-        if truncation in (False, "do_not_truncate"):
-            truncation = None
-        elif truncation not in TRUNCATION:
-            raise TokenizerError(f"truncation must be True, False or one of {TRUNCATION}, got {truncation!r}")
-        if padding is True:
-            padding = "longest"
-        if padding in (False, "do_not_pad"):
-            padding = None
-        elif padding not in ("longest", "max_length"):
-            raise TokenizerError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r}")
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
-            raise TokenizerError(f"max_length must be a non-negative int, got {max_length!r}")
-        limit = max_length if max_length is not None else self.model_max_length
-        settings = (padding, truncation, limit, stride, pad_to_multiple_of, add_special_tokens, pairs)
-        if settings == self._settings:
-            return
+            if key is not None:
+                if len(self._prepared) >= 64:
+                    self._prepared = {}
+                self._prepared[key] = found
+        return found
+
+    def _prepare(
+        self,
+        padding: Any,
+        truncation: Any,
+        max_length: Any,
+        stride: Any,
+        pad_to_multiple_of: Any,
+        padding_side: Any,
+        add_special_tokens: bool,
+        pairs: bool,
+    ) -> tuple[str | None, int, dict[str, Any] | None, dict[str, Any] | None]:
+        """Check one call's truncation and padding options, as transformers reads them: (truncation
+        strategy, length limit, ``enable_truncation`` / ``enable_padding`` arguments or None for off)."""
+        if isinstance(padding, bool):
+            padding = "longest" if padding else None
+        elif isinstance(padding, str) and padding in ("longest", "max_length", "do_not_pad"):
+            padding = None if padding == "do_not_pad" else "longest" if padding == "longest" else "max_length"
+        else:
+            raise TokenizerError(f"padding must be True, False, 'longest' or 'max_length', got {padding!r:.80}")
+        if truncation is None:
+            truncation = max_length is not None and padding is None
+        if isinstance(truncation, bool):
+            truncation = "longest_first" if truncation else None
+        elif isinstance(truncation, str) and truncation in (*TRUNCATION, "do_not_truncate"):
+            truncation = next((t for t in TRUNCATION if t == truncation), None)
+        else:
+            raise TokenizerError(
+                f"truncation must be True, False or one of {TRUNCATION}, got {truncation!r:.80}"
+            )
+        max_length = count(max_length, "max_length")
+        stride = count(stride, "stride", none=False)
+        pad_to_multiple_of = count(pad_to_multiple_of, "pad_to_multiple_of") or None
+        limit = self.model_max_length if max_length is None else max_length
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise TokenizerError(f"model_max_length must be a non-negative int, got {limit!r:.80}")
+        length = limit if padding == "max_length" else None  # before a length no text reaches is dropped
+        if limit >= NO_LIMIT:
+            limit = VERY_LARGE_INTEGER
+        truncating = padding_to = None
         if truncation is not None and limit < VERY_LARGE_INTEGER:
             needed = self.backend.num_special_tokens_to_add(pairs) if add_special_tokens else 0
             if limit < needed:
@@ -240,14 +317,10 @@ class Tokenizer(Seq2SeqMixin):
                 raise TokenizerError(
                     f"stride={stride} must be smaller than max_length minus special tokens ({limit - needed})"
                 )
-            self.backend.enable_truncation(
-                limit, stride=stride, strategy=truncation, direction=self.truncation_side
-            )
-        else:
-            self.backend.no_truncation()
-        if padding is None:
-            self.backend.no_padding()
-        else:
+            direction = side(self.truncation_side, "truncation_side")
+            truncating = {"max_length": limit, "stride": stride, "strategy": truncation, "direction": direction}
+        if padding is not None:
+            direction = side(self.padding_side if padding_side is None else padding_side, "padding_side")
             pad = self._spec.special.get("pad_token")
             pad_id = None if pad is None else self.backend.token_to_id(pad)
             if pad_id is None:
@@ -255,20 +328,29 @@ class Tokenizer(Seq2SeqMixin):
                     "padding was requested but this tokenizer has no pad token: pass padding=False, "
                     "or set one (e.g. tok.pad_token = tok.eos_token)"
                 )
-            length = limit if padding == "max_length" and limit < VERY_LARGE_INTEGER else None
-            if padding == "max_length" and length is None:
+            if length is not None and max_length is None and length >= VERY_LARGE_INTEGER:
                 raise TokenizerError(
                     "padding='max_length' needs max_length= (the tokenizer has no model_max_length)"
                 )
-            self.backend.enable_padding(
-                direction=self.padding_side, pad_id=pad_id, pad_type_id=0, pad_token=pad,
-                length=length, pad_to_multiple_of=pad_to_multiple_of,
-            )  # fmt: skip
-        self._settings = settings
+            for name, value in (("max_length", length), ("pad_to_multiple_of", pad_to_multiple_of)):
+                if value is not None and value > MAX_PAD_LENGTH:
+                    raise TokenizerError(
+                        f"padding to {name}={value} is refused: rows of more than {MAX_PAD_LENGTH} tokens "
+                        "would not fit in memory"
+                    )
+            if truncating is not None and pad_to_multiple_of and limit % pad_to_multiple_of:
+                raise TokenizerError(
+                    f"truncation and padding are both on, but the truncation length ({limit}) is not a "
+                    f"multiple of pad_to_multiple_of ({pad_to_multiple_of})"
+                )
+            padding_to = {
+                "direction": direction, "pad_id": pad_id, "pad_type_id": 0, "pad_token": pad,
+                "length": length, "pad_to_multiple_of": pad_to_multiple_of,
+            }  # fmt: skip
+        return truncation, limit, truncating, padding_to
 
-    def _failure(self, error: str) -> str:
+    def _failure(self, error: str, truncation: str | None, limit: int) -> str:
         """A TokenizerError message for an error of the ``tokenizers`` library during this call."""
-        _, truncation, limit, *_ = self._settings or (None, None, None)
         if "too short to respect" in error and truncation in ("only_first", "only_second"):
             which = "first" if truncation == "only_first" else "second"
             return (
@@ -297,7 +379,7 @@ class Tokenizer(Seq2SeqMixin):
             raise TokenizerError(f"{role} {token!r} is not in the vocabulary")
         else:
             self._spec.special[role] = token
-        self._settings = None
+        self._prepared = {}
 
     def set_pad_token(self, token: str) -> None:
         """Use ``token`` (already in the vocabulary, e.g. the eos token) for padding: ``tok.pad_token = token``."""
@@ -320,7 +402,12 @@ class Tokenizer(Seq2SeqMixin):
             raise TokenizerError(
                 f"decode() of a {name} tokenizer takes no {', '.join(unknown)} (options: {takes})"
             )
-        text = self._family.decode(self, ints(ids), skip_special_tokens, **options)
+        ids = ints(ids)
+        if ids and not 0 <= min(ids) <= max(ids) < 2**32:
+            bad = next(i for i in ids if not 0 <= i < 2**32)
+            raise TokenizerError(f"token ids must be non-negative 32-bit ints, got {bad}")
+        with self._lock:  # ``as_target`` may switch the pipeline in another thread
+            text = self._family.decode(self, ids, skip_special_tokens, **options)
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         if clean_up_tokenization_spaces and type(self.backend.model).__name__ != "BPE":
@@ -350,6 +437,29 @@ class Tokenizer(Seq2SeqMixin):
             f"Tokenizer(family={self._family.name!r}, source={self._spec.source!r}, vocab_size={self.vocab_size}, "
             f"added={len(self) - self.vocab_size}, model_max_length={self.model_max_length})"
         )
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` of the boolean option ``name`` (a bool or NumPy bool); else a TokenizerError."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TokenizerError(f"{name} must be True or False, got {value!r:.80}")
+
+
+def count(value: Any, name: str, none: bool = True) -> int | None:
+    """``value`` of the option ``name``: a non-negative int (or None where ``none``); else a TokenizerError."""
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 0:
+        raise TokenizerError(f"{name} must be a non-negative int, got {value!r:.80}")
+    return operator.index(value)
+
+
+def side(value: Any, name: str) -> str:
+    """``value`` of ``padding_side`` / ``truncation_side``: ``"right"`` or ``"left"``; else a TokenizerError."""
+    if isinstance(value, str) and value in SIDES:
+        return str(value)
+    raise TokenizerError(f"{name} must be 'right' or 'left', got {value!r:.80}")
 
 
 def clean_up_tokenization(text: str) -> str:

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE, Unigram
 
 from isoform.tokenization.families.base import Converted, Family, Source, register
-from isoform.tokenization.files import SPIECE, SPM_FILES, content
+from isoform.tokenization.files import SPIECE, SPM_FILES, content, int_option
 from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, EOS, Template
 
 
@@ -79,7 +79,7 @@ class T5(SentencePiece):
     unk_id = 2
 
     def vocab(self, src: Source) -> list[tuple[str, float]]:
-        extra_ids = int(src.options.get("extra_ids", 100))
+        extra_ids = int_option(src.options, "extra_ids", 100)
         return super().vocab(src) + [(f"<extra_id_{i}>", 0.0) for i in range(extra_ids - 1, -1, -1)]
 
     def extra_special(
@@ -87,7 +87,7 @@ class T5(SentencePiece):
     ) -> list[Any]:
         if any("<extra_id_" in str(content(t)) for t in extra):
             return extra
-        return extra + [f"<extra_id_{i}>" for i in range(int(options.get("extra_ids", 100)))]
+        return extra + [f"<extra_id_{i}>" for i in range(int_option(options, "extra_ids", 100))]
 
 
 @register
@@ -131,7 +131,7 @@ class Pegasus(SentencePiece):
         masks = [str(_text(options.get(k, d))) for k, d in PEGASUS_MASKS]
         head = [special.get("pad_token", "<pad>"), special.get("eos_token", "</s>")]
         head += [m for i, m in enumerate(masks) if m != "None" and m not in masks[:i]]
-        head += [f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))]
+        head += [f"<unk_{i}>" for i in range(2, int_option(options, "offset", 103))]
         return [(t, -100.0 if t.startswith("<unk_") else 0.0) for t in head] + super().vocab(src)[2:]
 
     def normalizer(self, proto: Any, options: dict[str, Any]) -> Any:
@@ -144,7 +144,7 @@ class Pegasus(SentencePiece):
         if configured is not None:  # the configured list replaces PegasusTokenizer's own
             return extra
         sent = content(options.get("mask_token_sent", "<mask_1>"))
-        unks = [f"<unk_{i}>" for i in range(2, int(options.get("offset", 103)))]
+        unks = [f"<unk_{i}>" for i in range(2, int_option(options, "offset", 103))]
         return ([] if sent is None else [sent]) + unks
 
 

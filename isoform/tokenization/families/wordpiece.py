@@ -9,7 +9,7 @@ from tokenizers import decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece as WordPieceModel
 
 from isoform.tokenization.families.base import WITH_TYPES, WITHOUT_TYPES, Converted, Family, Source, register
-from isoform.tokenization.files import read_wordpiece_vocab
+from isoform.tokenization.files import flag_option, read_wordpiece_vocab
 from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, ROBERTA_SPECIAL, RobertaTemplate
 
 MPNET_SPECIAL = {**ROBERTA_SPECIAL, "unk_token": "[UNK]"}
@@ -41,9 +41,9 @@ def wordpiece(vocab: dict[str, int], options: dict[str, Any], special: dict[str,
     tok = Backend(WordPieceModel(vocab, unk_token=special.get("unk_token", "[UNK]")))
     tok.normalizer = normalizers.BertNormalizer(
         clean_text=True,
-        handle_chinese_chars=options.get("tokenize_chinese_chars", True),
-        strip_accents=options.get("strip_accents"),
-        lowercase=options.get("do_lower_case", True),
+        handle_chinese_chars=flag_option(options, "tokenize_chinese_chars", True),
+        strip_accents=flag_option(options, "strip_accents", None),
+        lowercase=flag_option(options, "do_lower_case", True),
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")

@@ -97,6 +97,18 @@ def build_electra(tmp):
     _write_json(tmp / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 64})
 
 
+def build_megatron_bert(tmp):
+    """As nvidia/megatron-bert-*: BERT's vocab.txt, the class from config.json's model_type."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "megatron-bert"})
+
+
+def build_layoutlm(tmp):
+    """As microsoft/layoutlm-*: BERT's vocab.txt, the class from config.json's model_type."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "layoutlm"})
+
+
 def build_distilbert(tmp):
     _wordpiece(tmp, BERT_SPECIAL)
     _write_json(tmp / "config.json", {"model_type": "distilbert"})
@@ -216,6 +228,12 @@ def build_gpt_neo(tmp):
     _bpe(tmp, ["<|endoftext|>"])
     _write_json(tmp / "config.json", {"model_type": "gpt_neo"})
     _write_json(tmp / "tokenizer_config.json", {"model_max_length": 64, "add_prefix_space": False})
+
+
+def build_ibert(tmp):
+    """As kssteven/ibert-roberta-*: RoBERTa's vocab.json + merges.txt, the class from config.json's model_type."""
+    _bpe(tmp, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    _write_json(tmp / "config.json", {"model_type": "ibert"})
 
 
 def build_bart(tmp):
@@ -444,6 +462,8 @@ BUILDERS = {
     "wordpiece": build_wordpiece,
     "minilm-vocab": build_minilm_vocab,
     "electra": build_electra,
+    "megatron-bert": build_megatron_bert,
+    "layoutlm": build_layoutlm,
     "distilbert": build_distilbert,
     "mpnet": build_mpnet,
     "gpt2": build_gpt2,
@@ -451,6 +471,7 @@ BUILDERS = {
     "openai-gpt": build_openai_gpt,
     "qwen2": build_qwen2,
     "roberta": build_roberta,
+    "ibert": build_ibert,
     "bart": build_bart,
     "t5": build_t5,
     "mt5": build_mt5,

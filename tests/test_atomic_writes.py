@@ -93,3 +93,23 @@ def test_failed_generation_export_leaves_nothing(hf_checkpoint, tmp_path, monkey
     monkeypatch.setattr(onnx_export, "to_model", real)
     assert [p.name for p in model.export_generation_onnx(target)] == ["decoder.onnx"]
     shutil.rmtree(target)
+
+
+def test_failed_tokenizer_save_leaves_old_files(minilm_dir, tmp_path, monkeypatch):
+    from isoform.tokenization import saving as tokenizer_saving
+
+    tok = isoform.Tokenizer.load(minilm_dir)
+    target = tmp_path / "tok"
+    tok.save(target)
+    before = snapshot(target)
+    real = tokenizer_saving._write
+
+    def write(path, data):
+        if path.name == "special_tokens_map.json":  # the last file: the others are already written
+            raise Boom("disk full")
+        real(path, data)
+
+    monkeypatch.setattr(tokenizer_saving, "_write", write)
+    with pytest.raises(Boom):
+        tok.save(target)
+    assert snapshot(target) == before

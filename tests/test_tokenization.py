@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 BASE = [
     "wordpiece", "minilm-vocab", "minilm", "electra", "distilbert", "mpnet", "tokenizer-json", "gpt2",
     "gpt-neo", "openai-gpt", "qwen2", "roberta", "t5", "albert", "xlm-roberta", "camembert", "llama",
-    "mistral", "mistral-spm", "clip", "clip-pad",
+    "mistral", "mistral-spm", "clip", "clip-pad", "megatron-bert", "layoutlm", "ibert",
 ]  # fmt: skip
 NAMES = [*BASE, *(n + SAVED for n in BASE)]
 FIELDS = dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=True)

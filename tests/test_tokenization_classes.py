@@ -25,6 +25,9 @@ CLASSES = {
     "xlm-roberta": ("xlm-roberta", "XLMRobertaTokenizer"),
     "camembert": ("camembert", "CamembertTokenizer"),
     "electra": ("electra", "BertTokenizer"),  # by model_type: no ElectraTokenizer in transformers 5
+    "megatron-bert": ("megatron-bert", "BertTokenizer"),
+    "layoutlm": ("layoutlm", "BertTokenizer"),
+    "ibert": ("ibert", "RobertaTokenizer"),
     "distilbert": ("distilbert", "DistilBertTokenizer"),
     "albert": ("albert", "AlbertTokenizer"),
     "mpnet": ("mpnet", "MPNetTokenizer"),

@@ -7,6 +7,7 @@ import pathlib
 from typing import TYPE_CHECKING, Any
 
 from isoform.errors import TokenizerError
+from isoform.staging import staged_directory
 from isoform.tokenization.loading import VERY_LARGE_INTEGER, TokenizerSpec
 
 if TYPE_CHECKING:
@@ -17,12 +18,18 @@ _DROP = {"added_tokens_decoder", "tokenizer_file", "vocab_file", "merges_file", 
 
 
 def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathlib.Path:
-    """Save ``tok`` to ``directory`` (created if needed) and return the directory."""
+    """Save ``tok`` to ``directory`` (created if needed), all or nothing (`isoform.staging`: a failed
+    save leaves the directory as it was), and return the directory."""
     spec.family.check_save()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        with staged_directory(directory) as stage:
+            _write_files(tok, spec, stage)
     except OSError as e:
-        raise TokenizerError(f"cannot create {directory}: {e}") from e
+        raise TokenizerError(f"cannot write tokenizer files to {directory}: {e}") from e
+    return directory
+
+
+def _write_files(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> None:
     backend = type(tok.backend).from_str(tok.backend.to_str())
     backend.no_padding()
     backend.no_truncation()
@@ -53,7 +60,6 @@ def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathli
     if spec.extra_special:
         special_map["additional_special_tokens"] = list(spec.extra_special)
     _write(directory / "special_tokens_map.json", special_map)
-    return directory
 
 
 def _token_dict(token: Any) -> dict[str, Any]:

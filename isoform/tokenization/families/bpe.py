@@ -35,7 +35,7 @@ class ByteLevel(MergesFamily):
 
     variants = {
         "gpt2": {"names": ("gpt2", "gpt_neo"), "files": ("vocab.json",), "special": GPT2_SPECIAL},
-        "roberta": {"names": ("roberta", "bart"), "special": ROBERTA_SPECIAL, "template": RobertaTemplate()},
+        "roberta": {"names": ("roberta", "bart", "ibert"), "special": ROBERTA_SPECIAL, "template": RobertaTemplate()},
         "blenderbot": {"names": ("blenderbot",), "special": ROBERTA_SPECIAL, "mask_lstrip": True,
                        "defaults": {"add_prefix_space": True}},
     }  # fmt: skip

@@ -22,7 +22,7 @@ class WordPiece(Family):
 
     formats = ("vocab.txt",)
     variants = {
-        "bert": {"names": ("bert", "distilbert", "electra"), "files": ("vocab.txt",), "special": BERT_SPECIAL,
+        "bert": {"names": ("bert", "distilbert", "electra", "megatron-bert", "layoutlm"), "files": ("vocab.txt",), "special": BERT_SPECIAL,
                  "template": CLS_SEP, "input_names": WITH_TYPES},
         "mpnet": {"names": ("mpnet",), "special": MPNET_SPECIAL, "mask_lstrip": True,
                   "template": RobertaTemplate(trim_offsets=True, add_prefix_space=False)},

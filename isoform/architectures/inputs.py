@@ -173,8 +173,6 @@ def sample_inputs(arch: Any, task: str | None, seed: int = 0) -> tuple[dict[str,
     range, all-ones masks, standard-normal floats; one row for a classifier that pools the last token
     (no pad token), and each row ending in the eos token where an encoder-decoder classifier pools
     there. Returns (the sizes of the dims used, the inputs)."""
-    from .seq2seq import EncoderDecoder
-
     specs = arch.input_specs(task).specs
     classify = task == "sequence-classification"
     sizes = dict(SAMPLE_SIZES, batch=1 if classify and getattr(arch, "pad_token", 0) is None else 2)
@@ -188,7 +186,7 @@ def sample_inputs(arch: Any, task: str | None, seed: int = 0) -> tuple[dict[str,
             inputs[spec.name] = np.ones(shape, np.int64)
         else:
             inputs[spec.name] = rng.integers(spec.low, spec.high or spec.low + 1, shape)
-    if classify and isinstance(arch, EncoderDecoder):
+    if classify and arch.generative_task == "seq2seq-lm":
         eos, ids = arch.eos_token_id, inputs["input_ids"]
         ids[ids == eos] = (eos + 1) % arch.config.vocab_size
         ids[..., -1] = eos

@@ -30,6 +30,7 @@ from . import backends as _backends
 from .errors import ConfigError, InputError
 from .ir import Graph
 from .ir.dtypes import as_dtype
+from .weights.dtypes import is_floating
 
 #: Default (atol, rtol) per compute dtype: the suite's parity bar for float32, half precision's.
 TOLERANCE = {"float32": (1e-4, 1e-4), "float16": (2e-2, 2e-2), "bfloat16": (6e-2, 6e-2)}
@@ -196,8 +197,7 @@ def _runs(model: Any, backends: Sequence[Any], dtypes: Sequence[str | None]) -> 
         dt = dt or model.dtype
         graph = model.graph if dt == model.dtype else model.arch.graphs(model.task, dt)["forward"]
         target = as_dtype(dt).numpy
-        params = {k: v.astype(target) if np.issubdtype(v.dtype, np.floating) or v.dtype.name == "bfloat16" else v
-                  for k, v in base.items()}
+        params = {k: v.astype(target) if is_floating(v.dtype) else v for k, v in base.items()}
         runs.append(_Run(f"{be.name}/{dt}", dt, be, graph, params))
     return runs
 

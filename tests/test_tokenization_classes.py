@@ -27,7 +27,14 @@ CLASSES = {
     "electra": ("electra", "BertTokenizer"),  # by model_type: no ElectraTokenizer in transformers 5
     "megatron-bert": ("megatron-bert", "BertTokenizer"),
     "layoutlm": ("layoutlm", "BertTokenizer"),
+    "funnel": ("funnel", "FunnelTokenizer"),
+    "mobilebert": ("mobilebert", "BertTokenizer"),  # MobileBertTokenizer is an alias of it
+    "squeezebert": ("squeezebert", "BertTokenizer"),
+    "convbert": ("convbert", "BertTokenizer"),
+    "roformer": ("roformer", "RoFormerTokenizer"),
     "ibert": ("ibert", "RobertaTokenizer"),
+    "deberta": ("deberta", "DebertaTokenizer"),
+    "deberta-v2": ("deberta-v2", "DebertaV2Tokenizer"),  # v2 and v3 checkpoints
     "distilbert": ("distilbert", "DistilBertTokenizer"),
     "albert": ("albert", "AlbertTokenizer"),
     "mpnet": ("mpnet", "MPNetTokenizer"),

@@ -7,7 +7,7 @@ only what differs (position ids, embedding size, head names).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
@@ -100,14 +100,20 @@ class Bert(Architecture):
         x = self.embedding_sum(ids, token_types, **inputs)
         return layer_norm(x, "embeddings.LayerNorm", self.embedding_dim, self.config.layer_norm_eps)
 
-    def layer(self, x: Tensor, name: str, mask: Tensor) -> Tensor:
+    def layer(self, x: Tensor, name: str, mask: Any) -> Tensor:
         """One post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
         c, dim = self.config, self.config.hidden_size
-        a = multi_head_attention(x, f"{name}.attention.self", dim, c.num_attention_heads, mask, causal=c.is_decoder)
+        a = self.block_attention(x, f"{name}.attention.self", mask)
         x = layer_norm(linear(a, f"{name}.attention.output.dense", dim, dim) + x,
                        f"{name}.attention.output.LayerNorm", dim, c.layer_norm_eps)
         h = feed_forward(x, f"{name}.intermediate.dense", f"{name}.output.dense", dim, c.intermediate_size, c.hidden_act)
         return layer_norm(h + x, f"{name}.output.LayerNorm", dim, c.layer_norm_eps)
+
+    def block_attention(self, x: Tensor, name: str, mask: Any) -> Tensor:
+        """The attention sublayer of a block, before its output projection (``mask`` is what
+        `encoder` passes each layer: here the padding mask)."""
+        c = self.config
+        return multi_head_attention(x, name, c.hidden_size, c.num_attention_heads, mask, causal=c.is_decoder)
 
     def encoder(self, x: Tensor, mask: Tensor) -> Tensor:
         m = attention_mask(mask)

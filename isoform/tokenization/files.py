@@ -12,7 +12,7 @@ from tokenizers import Tokenizer as Backend
 from isoform.errors import TokenizerError
 
 SPIECE = "▁"
-SPM_FILES = ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+SPM_FILES = ("spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "spm.model")  # spm: DeBERTa-v2
 
 
 def read_json(path: pathlib.Path) -> Any:

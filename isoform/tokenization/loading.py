@@ -1,8 +1,8 @@
 """Find a directory's tokenizer files, read its configs and build the ``tokenizers`` backend.
 
 Order of preference: ``tokenizer.json``; WordPiece ``vocab.txt``; byte-level BPE ``vocab.json`` +
-``merges.txt``; SentencePiece ``spiece.model`` / ``sentencepiece.bpe.model`` / ``tokenizer.model``;
-Marian's ``source.spm``; a lone ``vocab.json`` (Wav2Vec2's characters). The family
+``merges.txt``; SentencePiece ``spiece.model`` / ``sentencepiece.bpe.model`` / ``tokenizer.model`` /
+``spm.model``; Marian's ``source.spm``; a lone ``vocab.json`` (Wav2Vec2's characters). The family
 (`isoform.tokenization.families`: how the files convert, which template and special tokens) comes from
 ``tokenizer_class`` in ``tokenizer_config.json``, else ``model_type`` in ``config.json``, else the file
 that was found.
@@ -76,6 +76,7 @@ def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) 
     else:
         backend, pieces = reader.convert(families.Source(directory, found, options, special))
     for tok in family.pipelines(backend):
+        family.finish(tok)
         extra = _add_tokens(tok, directory, config, special_map, special, family, pieces, options)
         if reader is not None:
             family.template.attach(tok, special, family.special, options)

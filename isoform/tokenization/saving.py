@@ -30,7 +30,7 @@ def save(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> pathli
 
 
 def _write_files(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -> None:
-    backend = type(tok.backend).from_str(tok.backend.to_str())
+    backend = type(tok.backend).from_str(spec.family.serialized(tok.backend))
     backend.no_padding()
     backend.no_truncation()
     backend.save(str(directory / "tokenizer.json"))

@@ -23,6 +23,7 @@ ROBERTA_SPECIAL = {
     "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
     "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
 }  # fmt: skip
+DEBERTA_SPECIAL = {**BERT_SPECIAL, "bos_token": "[CLS]", "eos_token": "[SEP]"}  # DeBERTa v1, v2 and v3
 
 
 class PostProcessor(Protocol):

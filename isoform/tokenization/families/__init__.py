@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each registers its families)
     fairseq,
     m2m100,
     marian,
+    roformer,
     sentencepiece,
     speech_to_text,
     wav2vec2,

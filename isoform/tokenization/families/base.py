@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 WITH_TYPES = ("input_ids", "token_type_ids", "attention_mask")
 WITHOUT_TYPES = ("input_ids", "attention_mask")
+TYPES_LAST = ("input_ids", "attention_mask", "token_type_ids")  # DeBERTa's order
 REGISTRY: dict[str, Family] = {}
 _UNIQUE = ("names", "files", "backend_files", "fallback")  # each value selects one family
 
@@ -136,6 +137,14 @@ class Family:
     def pipelines(self, backend: Backend) -> tuple[Backend, ...]:
         """Every pipeline the tokenizer encodes with (Marian: source and target), to finish alike."""
         return (backend,)
+
+    def finish(self, backend: Backend) -> None:
+        """Install on a pipeline, converted or read from tokenizer.json, what tokenizer.json cannot
+        hold (RoFormer's jieba pre-tokenizer)."""
+
+    def serialized(self, backend: Backend) -> str:
+        """The pipeline as the tokenizer.json text its transformers class saves."""
+        return backend.to_str()
 
     def extra_special(
         self, extra: list[Any], configured: list[Any] | None, options: dict[str, Any]

@@ -1,4 +1,5 @@
-"""BPE over ``vocab.json`` + ``merges.txt``: byte-level GPT-2 / RoBERTa / Blenderbot, Qwen2, OpenAI GPT."""
+"""BPE over ``vocab.json`` + ``merges.txt``: byte-level GPT-2 / RoBERTa / Blenderbot / DeBERTa, Qwen2,
+OpenAI GPT."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
-from isoform.tokenization.families.base import Converted, Family, Source, register
+from isoform.tokenization.families.base import TYPES_LAST, Converted, Family, Source, register
 from isoform.tokenization.files import read_bpe_files
-from isoform.tokenization.templates import ROBERTA_SPECIAL, RobertaTemplate
+from isoform.tokenization.templates import DEBERTA_SPECIAL, ROBERTA_SPECIAL, RobertaTemplate, Template
 
 GPT2_SPECIAL = {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
+# DebertaTokenizer (transformers 5): two separators between the texts, every token type 0
+DEBERTA_TEMPLATE = Template(
+    "{cls_token}:0 $A:0 {sep_token}:0", "{cls_token}:0 $A:0 {sep_token}:0 {sep_token}:0 $B:0 {sep_token}:0"
+)
 # Qwen2Tokenizer's PRETOKENIZE_REGEX: digits one by one, letters with one leading non-letter
 QWEN2_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
@@ -31,13 +36,16 @@ class MergesFamily(Family):
 @register
 class ByteLevel(MergesFamily):
     """Byte-level BPE: GPT-2 (no template unless ``add_bos_token``), RoBERTa / BART
-    (``<s> A </s></s> B </s>``) and Blenderbot (prefix space by default, ``A </s>``)."""
+    (``<s> A </s></s> B </s>``), Blenderbot (prefix space by default, ``A </s>``) and DeBERTa
+    (``[CLS] A [SEP][SEP] B [SEP]``)."""
 
     variants = {
         "gpt2": {"names": ("gpt2", "gpt_neo"), "files": ("vocab.json",), "special": GPT2_SPECIAL},
         "roberta": {"names": ("roberta", "bart", "ibert"), "special": ROBERTA_SPECIAL, "template": RobertaTemplate()},
         "blenderbot": {"names": ("blenderbot",), "special": ROBERTA_SPECIAL, "mask_lstrip": True,
                        "defaults": {"add_prefix_space": True}},
+        "deberta": {"names": ("deberta",), "special": DEBERTA_SPECIAL, "template": DEBERTA_TEMPLATE,
+                    "input_names": TYPES_LAST},
     }  # fmt: skip
 
     def pipeline(self, vocab: dict[str, int], merges: list, src: Source) -> Backend:

@@ -1,4 +1,5 @@
-"""SentencePiece ``.model`` families: the shared Unigram conversion, T5, ALBERT, Pegasus and Llama (BPE)."""
+"""SentencePiece ``.model`` families: the shared Unigram conversion, T5, ALBERT, Pegasus, DeBERTa-v2 and
+Llama (BPE)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE, Unigram
 
-from isoform.tokenization.families.base import Converted, Family, Source, register
-from isoform.tokenization.files import SPIECE, SPM_FILES, content, int_option
-from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, EOS, Template
+from isoform.tokenization.families.base import TYPES_LAST, Converted, Family, Source, register
+from isoform.tokenization.files import SPIECE, SPM_FILES, content, flag_option, int_option
+from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, DEBERTA_SPECIAL, EOS, Template
 
 
 class SentencePiece(Family):
@@ -146,6 +147,38 @@ class Pegasus(SentencePiece):
         sent = content(options.get("mask_token_sent", "<mask_1>"))
         unks = [f"<unk_{i}>" for i in range(2, int_option(options, "offset", 103))]
         return ([] if sent is None else [sent]) + unks
+
+
+@register
+class DebertaV2(SentencePiece):
+    """DeBERTa-v2 / v3 (``spm.model``): the pieces as they are, the model's charsmap unused: whitespace
+    runs and controls folded to one space, NFC, the end stripped (lowercased first for ``do_lower_case``);
+    punctuation split off for ``split_by_punct``; BERT's template."""
+
+    name = "deberta-v2"
+    names = ("debertav2", "deberta-v2")
+    files = ("spm.model",)
+    special = DEBERTA_SPECIAL
+    template = CLS_SEP
+    input_names = TYPES_LAST
+
+    def pipeline(self, src: Source) -> Backend:
+        vocab, options = self.vocab(src), src.options
+        unk = (src.special.get("unk_token", "[UNK]"), 0.0)  # else the model's unknown piece
+        unk_id = vocab.index(unk) if unk in vocab else src.proto.trainer_spec.unk_id
+        tok = Backend(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
+        lower = [normalizers.Lowercase()] if flag_option(options, "do_lower_case", False) else []
+        tok.normalizer = normalizers.Sequence(
+            [*lower, normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(),
+             normalizers.Strip(left=False, right=True)]
+        )  # fmt: skip
+        scheme = "always" if flag_option(options, "add_prefix_space", True) else "first"
+        punct = flag_option(options, "split_by_punct", False)
+        split = [pre_tokenizers.Punctuation(behavior="isolated")] if punct else []
+        metaspace = pre_tokenizers.Metaspace(replacement=SPIECE, prepend_scheme=scheme)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([*split, metaspace])
+        tok.decoder = decoders.Metaspace(replacement=SPIECE, prepend_scheme=scheme)
+        return tok
 
 
 @register

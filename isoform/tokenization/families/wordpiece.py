@@ -1,4 +1,4 @@
-"""WordPiece ``vocab.txt``: BERT (also DistilBERT, ELECTRA) and MPNet."""
+"""WordPiece ``vocab.txt``: BERT (also DistilBERT, ELECTRA), MPNet and Funnel Transformer."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from tokenizers.models import WordPiece as WordPieceModel
 
 from isoform.tokenization.families.base import WITH_TYPES, WITHOUT_TYPES, Converted, Family, Source, register
 from isoform.tokenization.files import flag_option, read_wordpiece_vocab
-from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, ROBERTA_SPECIAL, RobertaTemplate
+from isoform.tokenization.templates import BERT_SPECIAL, CLS_SEP, ROBERTA_SPECIAL, RobertaTemplate, Template
 
 MPNET_SPECIAL = {**ROBERTA_SPECIAL, "unk_token": "[UNK]"}
+FUNNEL_SPECIAL = {
+    "unk_token": "<unk>", "sep_token": "<sep>", "pad_token": "<pad>", "cls_token": "<cls>",
+    "mask_token": "<mask>", "bos_token": "<s>", "eos_token": "</s>",
+}  # fmt: skip
+# FunnelTokenizer's template: BERT's, with token type 2 for <cls> (the model treats it as in every segment)
+FUNNEL_CLS_SEP = Template("{cls_token}:2 $A:0 {sep_token}:0", "{cls_token}:2 $A:0 {sep_token}:0 $B:1 {sep_token}:1")
 
 
 @register
@@ -22,10 +28,13 @@ class WordPiece(Family):
 
     formats = ("vocab.txt",)
     variants = {
-        "bert": {"names": ("bert", "distilbert", "electra", "megatron-bert", "layoutlm"), "files": ("vocab.txt",), "special": BERT_SPECIAL,
+        "bert": {"names": ("bert", "distilbert", "electra", "megatron-bert", "layoutlm", "mobilebert",
+                           "squeezebert", "convbert"), "files": ("vocab.txt",), "special": BERT_SPECIAL,
                  "template": CLS_SEP, "input_names": WITH_TYPES},
         "mpnet": {"names": ("mpnet",), "special": MPNET_SPECIAL, "mask_lstrip": True,
                   "template": RobertaTemplate(trim_offsets=True, add_prefix_space=False)},
+        # FunnelTokenizer (5.x) keeps the default model_input_names: token types only when asked for
+        "funnel": {"names": ("funnel",), "special": FUNNEL_SPECIAL, "template": FUNNEL_CLS_SEP},
     }  # fmt: skip
 
     def convert(self, src: Source) -> Converted:

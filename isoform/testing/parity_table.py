@@ -31,7 +31,8 @@ TOLERANCES = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 6e-2}
 #: The test files whose comparisons fill the table.
 PARITY_TESTS = ("tests/test_bert_family.py", "tests/test_vision.py", "tests/test_audio.py", "tests/test_seq2seq.py",
                 "tests/test_speech2text.py", "tests/test_decoders.py", "tests/test_half_precision.py",
-                "tests/test_minilm.py", "tests/test_seq2seq_cache.py", "tests/test_informative_checkpoints.py")
+                "tests/test_minilm.py", "tests/test_seq2seq_cache.py", "tests/test_informative_checkpoints.py",
+                "tests/test_funnel_extra.py")
 COMMAND = ("rm -rf /tmp/parity_runs && ISOFORM_PARITY_DIR=/tmp/parity_runs CI=true python -m pytest -q -n 2 "
            + " ".join(PARITY_TESTS) + " && python -m isoform.testing.parity_table --runs /tmp/parity_runs")
 VERSIONS = ("numpy", "torch", "jax", "tensorflow", "onnxruntime", "transformers")

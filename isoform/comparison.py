@@ -30,7 +30,7 @@ from . import backends as _backends
 from .errors import ConfigError, InputError
 from .ir import Graph
 from .ir.dtypes import as_dtype
-from .weights.dtypes import is_floating
+from .weights.dtypes import check_float_dtype, is_floating
 
 #: Default (atol, rtol) per compute dtype: the suite's parity bar for float32, half precision's.
 TOLERANCE = {"float32": (1e-4, 1e-4), "float16": (2e-2, 2e-2), "bfloat16": (6e-2, 6e-2)}
@@ -194,7 +194,7 @@ def _runs(model: Any, backends: Sequence[Any], dtypes: Sequence[str | None]) -> 
     base = model.program.numpy_params()
     for be, dt in zip(backends, dtypes):
         be = _backends.get(be)
-        dt = dt or model.dtype
+        dt = check_float_dtype(dt) or model.dtype
         graph = model.graph if dt == model.dtype else model.arch.graphs(model.task, dt)["forward"]
         target = as_dtype(dt).numpy
         params = {k: v.astype(target) if is_floating(v.dtype) else v for k, v in base.items()}

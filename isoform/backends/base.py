@@ -34,9 +34,19 @@ class Backend:
     framework: str = ""
     extra: str = ""
     static_shapes: bool = False  # compiles once per concrete input shape (callers bucket lengths)
+    device: Any = None  # where `to_native` puts parameters (programs run there); None: the framework's default
 
     def __init__(self) -> None:
         self.lowerings: dict[str, Lowering] = {}
+
+    def on(self, device: Any) -> Backend:
+        """This backend placing parameters, and so running programs, on ``device`` (None: the default);
+        BackendError naming the device if the backend has no such device or it is not available here.
+        Backends that run on the CPU only (this default) take None and ``"cpu"``."""
+        if device is None or str(device) == "cpu":
+            return self
+        raise BackendError(f"backend {self.name!r} runs on the CPU only: device={device!r} is not supported "
+                           "(pass device=None or 'cpu')")
 
     def lower(self, *ops: str) -> Callable[[Lowering], Lowering]:
         """Decorator registering one function as the lowering of the given ops."""

@@ -25,6 +25,7 @@ given f16/bf16 values compute in f32 and round once, like the NumPy references.
 
 from __future__ import annotations
 
+import copy
 import math
 import mmap
 import time
@@ -36,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..errors import BackendError
 from ..ir import Graph
 from ..ir.dtypes import DType
 from .base import Backend, Casts, Program, check_inputs, check_params, generate
@@ -59,12 +61,32 @@ class JaxBackend(Backend):
         check_params(self.name, graph, params)
         return JaxProgram(self, graph, params)
 
+    def on(self, device: Any) -> JaxBackend:
+        """This backend with parameters on ``device`` (a `jax.Device`, or ``"cpu"``, ``"gpu:1"``, ``"tpu"``:
+        platform and index), where jit then runs; BackendError naming the device if jax has no such one."""
+        if device is None:
+            return self
+        where = device
+        if isinstance(device, str):
+            platform, _, index = device.partition(":")
+            try:
+                where = jax.devices(platform)[int(index or 0)]
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise BackendError(f"device {device!r} is not available to backend 'jax': {e or 'no such index'}") from None
+        if not isinstance(where, jax.Device):
+            raise BackendError(f"backend 'jax' takes a jax.Device or a name such as 'cpu' or 'gpu:0' as device, "
+                               f"got {device!r}")
+        placed = copy.copy(self)
+        placed.device = where
+        return placed
+
     def to_native(self, array: Any, dtype: DType) -> jax.Array:
         if isinstance(array, np.ndarray):
             # jax.device_put adopts a 64-byte-aligned host buffer on CPU: one synchronous copy into
             # such a buffer (jnp.asarray would copy again, later, and fragment the heap while loading)
-            return jax.device_put(_aligned(array, jax_dtype(dtype)))
-        return jnp.asarray(array, dtype=jax_dtype(dtype))
+            return jax.device_put(_aligned(array, jax_dtype(dtype)), self.device)
+        x = jnp.asarray(array, dtype=jax_dtype(dtype))
+        return x if self.device is None else jax.device_put(x, self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x)

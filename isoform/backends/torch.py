@@ -19,6 +19,7 @@ the graph on f16 values ("upcast" ops in f32, see `OpDef.half`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,14 +65,30 @@ class TorchBackend(Backend):
         tensors = {p.name: self.to_native(params[p.name], p.dtype) for p in graph.params}
         return TorchProgram(self, graph, GraphModule(self, graph, prepared, tensors))
 
+    def on(self, device: Any) -> TorchBackend:
+        """This backend with parameters on ``device`` (``"cuda"``, ``"cuda:1"``, a `torch.device`; the CPU
+        is the default); BackendError naming the device if torch cannot allocate there."""
+        if device is None:
+            return self
+        try:
+            where = torch.device(device)
+            torch.empty(0, device=where)  # raises without the device (no CUDA build, no GPU, bad index)
+        except (RuntimeError, AssertionError, TypeError, ValueError) as e:
+            raise BackendError(f"device {device!r} is not available to backend 'torch': {e}") from None
+        if where == torch.device("cpu"):
+            return self
+        placed = copy.copy(self)
+        placed.device = where
+        return placed
+
     def to_native(self, array: Any, dtype: DType | str) -> torch.Tensor:
-        """A tensor of `dtype` (an `nn.Parameter` for float dtypes) holding `array`."""
+        """A tensor of `dtype` (an `nn.Parameter` for float dtypes) holding `array`, on `device`."""
         want = TORCH[as_dtype(dtype)]
         if isinstance(array, torch.Tensor):
-            t = array.detach().to(want)
+            t = array.detach().to(dtype=want, device=self.device)
         else:
             a = np.asarray(array)
-            t = _from_numpy(a, copy=a.dtype == as_dtype(dtype).numpy).to(want)
+            t = _from_numpy(a, copy=self.device is None and a.dtype == as_dtype(dtype).numpy).to(dtype=want, device=self.device)
         return nn.Parameter(t) if t.is_floating_point() else t
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -138,7 +155,7 @@ class GraphModule(nn.Module):
     def _moved(self) -> None:
         """(Re)bind to the current device and float dtype of the parameters."""
         first = next(iter([*self.parameters(), *self.buffers()]), None)
-        self._device = first.device if first is not None else torch.device("cpu")
+        self._device = first.device if first is not None else self._backend.device or torch.device("cpu")
         current = next((p.dtype for p in self.parameters() if p.is_floating_point()), None)
         dt = dict(TORCH)
         if self._declared is not None and current is not None:

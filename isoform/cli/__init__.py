@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..architectures.inputs import sample_inputs
 from ..errors import IsoformError
 from . import run
@@ -28,7 +29,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="local checkpoint directory, hub id or isoform alias")
     p.add_argument("--task", default=None, help="task head (masked-lm, sequence-classification, ...); default: bare model")
     p.add_argument("-o", "--output", type=Path, default=Path("model.onnx"), help="ONNX file to write (default: model.onnx)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="weight dtype")
+    p.add_argument("--dtype", default="float32", help=run.DTYPE_HELP)
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: newest the installed onnxruntime runs)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against the torch backend")
 
@@ -45,7 +46,7 @@ def _export(args: argparse.Namespace) -> int:
 
     opset = onnx.load(path, load_external_data=False).opset_import[0].version
     print(f"wrote {path} ({size / 1e6:.1f} MB, opset {opset}): {model.arch.model_type} {args.task or 'base model'}, "
-          f"{args.dtype}")
+          f"{model.dtype}")
     print("  inputs:  " + ", ".join(f"{v.name}{list(v.shape)} {v.dtype}" for v in g.inputs))
     print("  outputs: " + ", ".join(f"{k}{list(g.values[v].shape)} {g.values[v].dtype}" for k, v in g.outputs.items()))
     if args.no_check:
@@ -54,7 +55,7 @@ def _export(args: argparse.Namespace) -> int:
         print("parity check skipped: onnxruntime is not installed (pip install 'isoform[onnx]')")
         return 0
     reference = "torch" if "torch" in backends.available() else "numpy"
-    return _parity(model.to(reference) if reference != "numpy" else model, path, reference, TOLERANCE[args.dtype])
+    return _parity(model.to(reference) if reference != "numpy" else model, path, reference, TOLERANCE[model.dtype])
 
 
 def _parity(model, path: Path, reference: str, tol: float) -> int:
@@ -147,6 +148,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``isoform`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="isoform", description="Run Hugging Face transformer models on any backend.")
+    parser.add_argument("--version", action="version", version=f"isoform {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_args, _) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text, description=help_text))

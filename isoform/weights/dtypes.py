@@ -7,6 +7,7 @@ The IR's short names (``f32``, ``bf16``, ...) and NumPy dtypes are accepted wher
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -35,6 +36,13 @@ _TO_SAFETENSORS = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 
 # Target dtypes a model may be loaded in.
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+#: Other spellings of each (lower case; matched case-insensitively), as transformers users write them.
+FLOAT_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "float32": ("fp32", "float", "f32"),
+    "float16": ("fp16", "half", "f16"),
+    "bfloat16": ("bf16",),
+}
+_SPELLING = {s: name for name, others in FLOAT_SPELLINGS.items() for s in (name, *others)}
 
 _ALIASES = {
     "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
@@ -79,14 +87,42 @@ def is_floating(dtype: str | np.dtype) -> bool:
     return np.issubdtype(dt, np.floating) or dt.name == "bfloat16" or dt.name.startswith("float8")
 
 
-def check_float_dtype(dtype: str | None) -> str | None:
-    """Validate a model ``dtype`` argument; returns its canonical name, or None."""
+def check_float_dtype(dtype: Any, auto: bool = False) -> str | None:
+    """The canonical name (``float32``, ``float16`` or ``bfloat16``) of a model ``dtype`` argument: a
+    spelling of `FLOAT_SPELLINGS` (any case, ``torch.`` prefix allowed), a NumPy / ml_dtypes dtype or
+    type (``np.float16``), a torch dtype (``torch.bfloat16``: read by name, torch is not imported), a
+    TensorFlow dtype or an `isoform.ir.DType`. None stays None; with ``auto``, ``"auto"`` stays
+    ``"auto"`` (the caller reads the checkpoint's dtype, `isoform.weights.auto_dtype`). Anything else:
+    WeightsError listing the accepted spellings. Every public ``dtype`` argument is parsed here."""
     if dtype is None:
         return None
-    name = dtype_name(dtype)
+    if auto and isinstance(dtype, str) and dtype.strip().lower() == "auto":
+        return "auto"
+    name = _float_name(dtype)
     if name not in FLOAT_DTYPES:
-        raise WeightsError(f"dtype {dtype!r} is not supported; expected one of {list(FLOAT_DTYPES)}")
+        others = ", ".join(repr(s) for v in FLOAT_SPELLINGS.values() for s in v)
+        more = ", 'auto' (the checkpoint's dtype)" if auto else ""
+        raise WeightsError(f"dtype {dtype!r} is not supported; expected one of {list(FLOAT_DTYPES)} (or {others}{more}, "
+                           "or a NumPy, torch or TensorFlow dtype of those)")
     return name
+
+
+def _float_name(dtype: Any) -> str | None:
+    """NumPy name of a dtype argument in any accepted form, or None if it is no dtype at all."""
+    if isinstance(dtype, Enum):  # isoform.ir.DType
+        dtype = dtype.value
+    elif type(dtype).__module__ == "torch" and type(dtype).__name__ == "dtype":
+        dtype = str(dtype)  # "torch.float16"
+    elif hasattr(dtype, "as_numpy_dtype"):  # tf.DType
+        dtype = dtype.as_numpy_dtype
+    if isinstance(dtype, str):
+        key = dtype.strip().lower().removeprefix("torch.")
+        if key in _SPELLING:
+            return _SPELLING[key]
+    try:
+        return dtype_name(dtype)
+    except (WeightsError, TypeError, ValueError):
+        return None
 
 
 def cast(array: np.ndarray, dtype: str | np.dtype | None) -> np.ndarray:

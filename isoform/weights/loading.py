@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, WeightsError
-from .dtypes import check_float_dtype, dtype_name, is_floating, to_numpy_dtype
+from .dtypes import FLOAT_DTYPES, check_float_dtype, dtype_name, is_floating, to_numpy_dtype
 from .mapping import Rule, WeightMap
-from .readers import Checkpoint, open_checkpoint
+from .readers import Checkpoint, SafetensorsCheckpoint, open_checkpoint
 from .transforms import Shape
 
 PROGRESS_MIN_TENSORS = 50
@@ -204,6 +204,33 @@ def source_check(checkpoint: Checkpoint, weight_map: WeightMap, sizes: Mapping[s
 def check_params(checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any]) -> None:
     """Raise the WeightsError :func:`load_params` would raise, reading headers only (no tensor data)."""
     plan_load(checkpoint, weight_map, expected)
+
+
+def auto_dtype(config: Mapping[str, Any], checkpoint: Checkpoint) -> str:
+    """The float dtype transformers' ``from_pretrained(dtype="auto")`` picks: ``config.json``'s ``dtype``
+    (or legacy ``torch_dtype``), else that of the first floating-point tensor (float8 skipped) of the
+    checkpoint's first file (shard names sorted; safetensors keys sorted, as ``safe_open`` lists them),
+    read from headers only. WeightsError if that is not a dtype isoform loads (float32/16, bfloat16)."""
+    found, source = config.get("dtype") or config.get("torch_dtype"), "config.json"
+    if not found:
+        first = min(checkpoint.files, key=lambda p: p.name)
+        with open_checkpoint(first) as part:
+            keys = sorted(part.keys()) if isinstance(part, SafetensorsCheckpoint) else part.keys()
+            dtypes = [part.dtype(k) for k in keys]
+        floats = [d for d in dtypes if _float_weight(d)]
+        found, source = (floats or dtypes or ["float32"])[0], f"the weights in {first.name}"
+    try:
+        return check_float_dtype(found)
+    except WeightsError:
+        raise WeightsError(f"dtype='auto' is {found!r} (from {source}), which isoform does not load; pass dtype= one of "
+                           f"{list(FLOAT_DTYPES)}") from None
+
+
+def _float_weight(dtype: str) -> bool:
+    try:  # float8 (and codes the installed ml_dtypes lacks) are skipped, as transformers skips float8/float4
+        return is_floating(dtype) and not dtype.startswith("float8")
+    except WeightsError:
+        return False
 
 
 def _finish(array: np.ndarray, target: str | None) -> np.ndarray:

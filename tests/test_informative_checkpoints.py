@@ -66,6 +66,14 @@ FAMILIES = {
             relative_attention_num_buckets=8,
         ),
     ),
+    "deberta-v2": (  # DeBERTa-v3's shape: c2p + p2c over log-bucketed distances, shared projections
+        "DebertaV2ForSequenceClassification",
+        dict(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            relative_attention=True, pos_att_type="p2c|c2p", position_buckets=4, max_relative_positions=12,
+            share_att_key=True, norm_rel_ebd="layer_norm", position_biased_input=False, type_vocab_size=0,
+        ),
+    ),
 }
 NORM = re.compile(r"(norm|LayerNorm|ln_\w+)\.(weight|bias)$")
 QK = [("query", "key"), ("q_proj", "k_proj"), ("c_attn", None), (".q.", ".k.")]
@@ -100,15 +108,24 @@ def drop_head_bias(params: dict[str, np.ndarray]) -> None:
             params[k] = np.zeros_like(params[k])
 
 
+def mirror_relative_distances(params: dict[str, np.ndarray]) -> None:
+    """Reverse the relative-position table: every distance reads the row of its opposite sign."""
+    for k in params:
+        if k.endswith("rel_embeddings.weight"):
+            params[k] = params[k][::-1].copy()
+
+
 BREAKAGES = {
     "drop-biases": drop_biases,
     "ignore-norm-weights": ignore_norm_weights,
     "swap-query-key": swap_query_key,
     "drop-head-bias": drop_head_bias,
+    "mirror-relative-distances": mirror_relative_distances,
 }
 APPLIES = {
-    "drop-head-bias": ("bert", "bart"),
-    "drop-biases": ("bert", "gpt2", "llama", "bart"),
+    "drop-head-bias": ("bert", "bart", "deberta-v2"),
+    "drop-biases": ("bert", "gpt2", "llama", "bart", "deberta-v2"),
+    "mirror-relative-distances": ("deberta-v2",),
 }  # T5 has no biases
 
 

@@ -1,5 +1,5 @@
 """The test checkpoints can fail a wrong model: each planted breakage of a checkpoint (biases dropped,
-norm weights ignored, query and key swapped, a head bias dropped) moves isoform's outputs far beyond
+norm weights ignored, query and key swapped, a head bias dropped, relative distances mirrored) moves isoform's outputs far beyond
 the parity tolerance against transformers on the intact checkpoint, for every model family's
 fixture. If a breakage stayed within tolerance, the parity suite could not see that bug."""
 

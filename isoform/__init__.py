@@ -27,13 +27,14 @@ from .errors import (
 if TYPE_CHECKING:
     from .comparison import compare, compare_with_transformers
     from .model import Model, ModelOutput
+    from .pipelines import Pipeline, pipeline
     from .processing import FeatureExtractor, ImageProcessor, Processor
     from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
 _LAZY = {"compare": ".comparison", "compare_with_transformers": ".comparison", "FeatureExtractor": ".processing", "ImageProcessor": ".processing", "Processor": ".processing", "Model": ".model",
-         "ModelOutput": ".model", "Tokenizer": ".tokenizer"}
+         "ModelOutput": ".model", "Pipeline": ".pipelines", "pipeline": ".pipelines", "Tokenizer": ".tokenizer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,5 +48,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BackendError", "ConfigError", "FeatureExtractor", "GraphError", "HubError", "ImageProcessor", "InputError",
-           "IsoformError", "Model", "ModelOutput", "Processor", "Tokenizer", "TokenizerError", "WeightsError", "backends",
-           "compare", "compare_with_transformers"]
+           "IsoformError", "Model", "ModelOutput", "Pipeline", "Processor", "Tokenizer", "TokenizerError", "WeightsError", "backends",
+           "compare", "compare_with_transformers", "pipeline"]

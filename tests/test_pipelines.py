@@ -1,0 +1,431 @@
+"""``isoform.pipeline`` against ``transformers.pipeline`` (and, for ``sentence-embedding``,
+``SentenceTransformer.encode``; for the seq2seq tasks, which transformers v5 dropped, against
+``generate`` + ``decode`` as v4's pipelines did) on tiny checkpoints whose directories also hold a
+tokenizer; numpy and torch backends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from conftest_tokenization import tokenizer_dirs  # noqa: F401  (session fixture)
+
+import isoform
+from isoform.errors import ConfigError, InputError
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+BACKENDS = ["numpy", "torch"]
+TOL = 1e-5
+BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+TEXTS = ["the quick brown fox", "hello world, this is a longer sentence with more words in it", "café"]
+MASKED = ["the quick [MASK] fox", "hello [MASK] world, this is a longer sentence", "[MASK] and [MASK] too"]
+
+
+def hf_pipeline(task, path, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.pipeline(task, model=str(path), device="cpu", **kwargs)
+
+
+def with_tokenizer(tmp_path_factory, model_dir, tok_dir, name, config=None):
+    """A copy of ``model_dir`` holding ``tok_dir``'s tokenizer files (``config``: config.json updates)."""
+    path = tmp_path_factory.mktemp(name)
+    shutil.copytree(model_dir, path, dirs_exist_ok=True)
+    for f in tok_dir.iterdir():
+        if f.name != "config.json":
+            shutil.copy(f, path / f.name)
+    if config:
+        data = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**data, **config}))
+    return path
+
+
+def vocab_size(tok_dir):
+    return len((tok_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+
+
+def close(ours, theirs, path="out"):
+    """Same structure; equal ints/strings; floats within TOL."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys(), (path, ours, theirs)
+        for k in theirs:
+            close(ours[k], theirs[k], f"{path}.{k}")
+    elif isinstance(theirs, list | tuple):
+        assert isinstance(ours, list | tuple) and len(ours) == len(theirs), (path, ours, theirs)
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            close(a, b, f"{path}[{i}]")
+    elif isinstance(theirs, float):
+        assert isinstance(ours, float) and abs(ours - theirs) <= TOL, (path, ours, theirs)
+    else:
+        assert type(ours) is type(theirs) and ours == theirs, (path, ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def bert_mlm(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    tok = tokenizer_dirs["wordpiece"]
+    model_dir, _ = hf_checkpoint("BertForMaskedLM", vocab_size=vocab_size(tok), **BERT)
+    return with_tokenizer(tmp_path_factory, model_dir, tok, "bert-mlm-tok")
+
+
+@pytest.fixture(scope="module")
+def bert_cls(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    """{variant: dir}: 3 named labels (softmax), one label (sigmoid), multi-label, regression."""
+    tok = tokenizer_dirs["wordpiece"]
+    n = vocab_size(tok)
+    labels = {"id2label": {0: "neg", 1: "neu", 2: "pos"}, "label2id": {"neg": 0, "neu": 1, "pos": 2}}
+    variants = {"softmax": dict(num_labels=3, **labels), "sigmoid": dict(num_labels=1),
+                "multi": dict(num_labels=3, problem_type="multi_label_classification"),
+                "regression": dict(num_labels=2, problem_type="regression")}
+    out = {}
+    for name, config in variants.items():
+        model_dir, _ = hf_checkpoint("BertForSequenceClassification", vocab_size=n, **BERT, **config)
+        out[name] = with_tokenizer(tmp_path_factory, model_dir, tok, f"bert-cls-{name}")
+    return out
+
+
+# -- feature-extraction ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_feature_extraction(bert_mlm, backend):
+    hf = hf_pipeline("feature-extraction", bert_mlm)
+    ours = isoform.pipeline("feature-extraction", model=bert_mlm, backend=backend)
+    close(ours(TEXTS[1]), hf(TEXTS[1]))
+    close(ours(TEXTS), hf(TEXTS))
+    close(ours(TEXTS, batch_size=2), hf(TEXTS, batch_size=2))  # padded to the longest of each batch, as hf
+    t = ours(TEXTS[0], return_tensors=True)
+    ref = hf(TEXTS[0], return_tensors=True).numpy()
+    assert isinstance(t, np.ndarray) and t.shape == ref.shape and np.abs(t - ref).max() <= TOL
+
+
+# -- sentence-embedding ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sentence_embedding_minilm(minilm_dir, backend):
+    st = pytest.importorskip("sentence_transformers").SentenceTransformer(str(minilm_dir), device="cpu")
+    ours = isoform.pipeline("sentence-embedding", model=minilm_dir, backend=backend)
+    texts = [*TEXTS, "A man is playing a guitar.", "x " * 300]  # the last one is cut at max_seq_length 256
+    got, ref = ours(texts, batch_size=2), st.encode(texts)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.abs(got - ref).max() <= TOL
+    one = ours(texts[0])
+    assert one.shape == (384,) and np.abs(one - st.encode(texts[0])).max() <= TOL
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)  # the checkpoint's 2_Normalize module
+
+
+POOLINGS = [("cls",), ("max",), ("mean_sqrt_len_tokens",), ("weightedmean",), ("lasttoken",), ("cls", "mean", "max")]
+
+
+@pytest.fixture(scope="module")
+def st_dirs(bert_mlm, tmp_path_factory):
+    """{modes: dir}: the tiny BERT as a sentence-transformers checkpoint with that pooling (legacy keys for
+    the single modes, the new ``pooling_mode`` list and prompts for the combination), no Normalize."""
+    out = {}
+    for modes in POOLINGS:
+        path = tmp_path_factory.mktemp("st-" + "-".join(modes))
+        shutil.copytree(bert_mlm, path, dirs_exist_ok=True)
+        (path / "1_Pooling").mkdir()
+        if len(modes) == 1:
+            keys = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                    "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
+            pooling = {"word_embedding_dimension": 32, **{k: v == modes[0] for k, v in keys.items()},
+                       "pooling_mode_mean_tokens": False}
+        else:  # and prompts, the default one prefixing every text
+            pooling = {"embedding_dimension": 32, "pooling_mode": list(modes)}
+            prompts = {"prompts": {"query": "query: ", "doc": "passage: "}, "default_prompt_name": "query"}
+            (path / "config_sentence_transformers.json").write_text(json.dumps(prompts))
+        (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+        (path / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+        (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 12, "do_lower_case": False}))
+        out[modes] = path
+    return out
+
+
+@pytest.mark.parametrize("modes", POOLINGS, ids="-".join)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sentence_embedding_pooling_modes(st_dirs, modes, backend):
+    st = pytest.importorskip("sentence_transformers").SentenceTransformer(str(st_dirs[modes]), device="cpu")
+    ours = isoform.pipeline("sentence-embedding", model=st_dirs[modes], backend=backend)
+    got, ref = ours(TEXTS, batch_size=2), st.encode(TEXTS)  # TEXTS[1] is cut at max_seq_length 12
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= TOL
+    normed = ours(TEXTS, normalize_embeddings=True)
+    assert np.abs(normed - st.encode(TEXTS, normalize_embeddings=True)).max() <= TOL
+    if len(modes) > 1:
+        assert np.abs(ours(TEXTS, prompt_name="doc") - st.encode(TEXTS, prompt_name="doc")).max() <= TOL
+        assert np.abs(ours(TEXTS, prompt="x: ") - st.encode(TEXTS, prompt="x: ")).max() <= TOL
+        assert np.abs(ours(TEXTS, prompt="") - ours(TEXTS)).max() > 1e-3  # the default prompt is in use
+
+
+def test_sentence_embedding_refuses_unknown_modules(st_dirs, tmp_path):
+    path = tmp_path / "dense"
+    shutil.copytree(st_dirs[("cls",)], path)
+    modules = json.loads((path / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (path / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ConfigError, match="Dense"):
+        isoform.pipeline("sentence-embedding", model=path)
+
+
+# -- fill-mask ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fill_mask(bert_mlm, backend):
+    hf = hf_pipeline("fill-mask", bert_mlm)
+    ours = isoform.pipeline("fill-mask", model=bert_mlm, backend=backend)
+    close(ours(MASKED[0]), hf(MASKED[0]))
+    close(ours(MASKED[2]), hf(MASKED[2]))  # two masks: one list per mask
+    close(ours(MASKED, batch_size=2), hf(MASKED, batch_size=2))
+    close(ours([MASKED[1]]), hf([MASKED[1]]))
+    close(ours(MASKED[0], top_k=2), hf(MASKED[0], top_k=2))
+    targets = ["quick", "fox", "the", "brownish"]  # "brownish" is not a token: its first piece stands in
+    close(ours(MASKED[:2], targets=targets, top_k=3), hf(MASKED[:2], targets=targets, top_k=3))
+    with pytest.raises(InputError, match="mask_token"):
+        ours("no mask here")
+
+
+@pytest.fixture(scope="module")
+def roberta_mlm(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    tok = tokenizer_dirs["roberta"]
+    n = len(json.loads((tok / "vocab.json").read_text(encoding="utf-8")))
+    model_dir, _ = hf_checkpoint("RobertaForMaskedLM", vocab_size=n, **{**BERT, "max_position_embeddings": 66},
+                                 pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    return with_tokenizer(tmp_path_factory, model_dir, tok, "roberta-mlm-tok")
+
+
+def test_fill_mask_byte_level_bpe(roberta_mlm):
+    """RoBERTa's <mask> and byte-level tokens (token_str with its leading space)."""
+    hf = hf_pipeline("fill-mask", roberta_mlm)
+    ours = isoform.pipeline("fill-mask", model=roberta_mlm)
+    texts = [t.replace("[MASK]", "<mask>") for t in MASKED]
+    close(ours(texts, batch_size=2, top_k=4), hf(texts, batch_size=2, top_k=4))
+    close(ours(texts[0], targets=[" quick", "fox"]), hf(texts[0], targets=[" quick", "fox"]))
+
+
+# -- text-classification -----------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["softmax", "sigmoid", "multi", "regression"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_classification(bert_cls, variant, backend):
+    path = bert_cls[variant]
+    hf = hf_pipeline("text-classification", path)
+    ours = isoform.pipeline("text-classification", model=path, backend=backend)
+    close(ours(TEXTS[0]), hf(TEXTS[0]))
+    close(ours(TEXTS, batch_size=2), hf(TEXTS, batch_size=2))
+    for options in ({"top_k": None}, {"top_k": 2}, {"top_k": 1}, {"function_to_apply": "none"},
+                    {"function_to_apply": "sigmoid", "top_k": None}, {"function_to_apply": "softmax"}):
+        close(ours(TEXTS[0], **options), hf(TEXTS[0], **options))
+        close(ours(TEXTS, **options), hf(TEXTS, **options))
+    pair = {"text": TEXTS[0], "text_pair": TEXTS[2]}
+    close(ours(pair), hf(pair))
+    close(ours([pair, pair], top_k=None), hf([pair, pair], top_k=None))
+    with pytest.raises(InputError, match="text_pair"):
+        ours([[TEXTS[1], TEXTS[0]]])  # transformers refuses this too
+    close(ours([TEXTS[0], pair], top_k=2), hf([TEXTS[0], pair], top_k=2))  # a text and a pair in one batch
+
+
+def test_sentiment_analysis_alias_and_call_defaults(bert_cls):
+    hf = hf_pipeline("sentiment-analysis", bert_cls["softmax"], top_k=2)
+    ours = isoform.pipeline("sentiment-analysis", model=bert_cls["softmax"], top_k=2)
+    close(ours(TEXTS), hf(TEXTS))
+    close(ours(TEXTS[0]), hf(TEXTS[0]))  # nested: top_k came at creation, not with the call
+    close(ours(TEXTS[0], top_k=1), hf(TEXTS[0], top_k=1))
+    with pytest.raises(ConfigError, match="unknown pipeline task"):
+        isoform.pipeline("token-clasification", model=bert_cls["softmax"])
+
+
+def test_pipeline_on_a_loaded_model(bert_cls):
+    path = bert_cls["softmax"]
+    model = isoform.Model.load(path, backend="torch", task="sequence-classification")
+    ours = isoform.pipeline("text-classification", model=model, tokenizer=isoform.Tokenizer.load(path))
+    close(ours(TEXTS), hf_pipeline("text-classification", path)(TEXTS))
+    with pytest.raises(ConfigError, match="tokenizer="):
+        isoform.pipeline("text-classification", model=model)
+    with pytest.raises(ConfigError, match="task='masked-lm'"):
+        isoform.pipeline("fill-mask", model=model, tokenizer=path)
+
+
+# -- text-generation ---------------------------------------------------------------------------------
+LM_TEXT = ["the cat sat on the mat", "a dog ran in the fog", "stop and go, then stop again", "one two three four",
+           "abcdef"] * 20  # stop strings decode every token after "abcdef" (transformers and isoform)
+PROMPTS = ["the dog sat", "a cat ran in the", "one"]
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    """GPT-2 sized to a Metaspace BPE tokenizer with pad and eos tokens (random weights)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok.train_from_iterator(LM_TEXT, trainers.BpeTrainer(vocab_size=80, special_tokens=["<pad>", "<eos>", "<unk>"]))
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
+                                                  unk_token="<unk>")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(hf_tok), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                     pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    path = tmp_path_factory.mktemp("gpt2-pipeline")
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_generation(gpt2, backend):
+    hf = hf_pipeline("text-generation", gpt2)
+    ours = isoform.pipeline("text-generation", model=gpt2, backend=backend)
+    greedy = dict(do_sample=False, max_new_tokens=8)
+    close(ours(PROMPTS[0], **greedy), hf(PROMPTS[0], **greedy))
+    close(ours(PROMPTS, **greedy), hf(PROMPTS, **greedy))
+    close(ours(PROMPTS, batch_size=2, **greedy), hf(PROMPTS, batch_size=2, **greedy))  # left-padded batches
+    close(ours(PROMPTS[1], return_full_text=False, **greedy), hf(PROMPTS[1], return_full_text=False, **greedy))
+    close(ours(PROMPTS[0], return_tensors=True, **greedy), hf(PROMPTS[0], return_tensors=True, **greedy))
+    beams = dict(do_sample=False, max_new_tokens=6, num_beams=3, num_return_sequences=2)
+    close(ours(PROMPTS[:2], **beams), hf(PROMPTS[:2], **beams))
+    options = dict(do_sample=False, max_new_tokens=7, repetition_penalty=1.5, no_repeat_ngram_size=2, min_new_tokens=3)
+    close(ours(PROMPTS[0], **options), hf(PROMPTS[0], **options))
+    close(ours(PROMPTS[2], prefix="the cat ", **greedy), hf(PROMPTS[2], prefix="the cat ", **greedy))
+    stopped = hf(PROMPTS[1], stop_sequence="the", **greedy)
+    assert len(stopped[0]["generated_text"]) < len(hf(PROMPTS[1], **greedy)[0]["generated_text"])  # it stopped
+    close(ours(PROMPTS[1], stop_sequence="the", **greedy), stopped)
+    close(ours(PROMPTS[1], max_length=6, do_sample=False), hf(PROMPTS[1], max_length=6, do_sample=False))
+
+
+def test_text_generation_defaults_and_errors(gpt2):
+    ours = isoform.pipeline("text-generation", model=gpt2, do_sample=False, max_new_tokens=5)
+    hf = hf_pipeline("text-generation", gpt2, do_sample=False, max_new_tokens=5)
+    close(ours(PROMPTS[0]), hf(PROMPTS[0]))  # pipeline-level defaults
+    sampled = isoform.pipeline("text-generation", model=gpt2)(PROMPTS[0], max_new_tokens=4, seed=0)
+    assert sampled[0]["generated_text"].startswith(PROMPTS[0])  # transformers' default: sampling
+    with pytest.raises(InputError, match="chat"):
+        ours([{"role": "user", "content": "hi"}])
+
+
+# -- text2text-generation / summarization / translation ----------------------------------------------
+S2S_TEXT = ["translate English to German: hello world", "the cat sat on the mat", "a dog ran in the fog",
+            "summarize: one two three four five six", "Das Haus ist blau und der Hund schläft."] * 40
+S2S_INPUTS = ["hello world", "the cat sat on the mat and the dog ran", "one two"]
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+    """(dir, transformers model, transformers tokenizer): a random T5 with a SentencePiece tokenizer,
+    ``task_specific_params`` giving summarization a prefix."""
+    import sentencepiece as spm
+
+    path = tmp_path_factory.mktemp("t5-pipeline")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(S2S_TEXT), model_prefix=str(path / "spm"), vocab_size=80, model_type="unigram",
+        hard_vocab_limit=False, minloglevel=2, num_threads=1, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+    )  # fmt: skip
+    (path / "spm.model").rename(path / "spiece.model")
+    (path / "spm.vocab").unlink()
+    (path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 8}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                                   task_specific_params={"summarization": {"prefix": "summarize: "},
+                                                         "translation_en_to_de": {"prefix": "translate English to German: "}})
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    model.save_pretrained(path)
+    return path, model, tok
+
+
+def hf_seq2seq(model, tok, texts, prefix="", **options):
+    """v4's Text2TextGenerationPipeline: prefix, pad a batch, generate, decode skipping special tokens."""
+    enc = tok([prefix + t for t in texts], padding=len(texts) > 1, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **options)
+    return [tok.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=False) for o in out]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text2text_generation(t5, backend):
+    path, model, tok = t5
+    options = dict(max_new_tokens=6, do_sample=False)
+    ours = isoform.pipeline("text2text-generation", model=path, backend=backend)
+    expected = hf_seq2seq(model, tok, S2S_INPUTS[:1], **options)
+    assert any(t.strip() for t in expected), "random weights generated only special tokens: the check is vacuous"
+    assert ours(S2S_INPUTS[0], **options) == [{"generated_text": expected[0]}]
+    batched = [hf_seq2seq(model, tok, S2S_INPUTS[i:i + 2], **options) for i in (0, 2)]
+    assert ours(S2S_INPUTS, batch_size=2, **options) == [{"generated_text": t} for b in batched for t in b]
+    beams = dict(max_new_tokens=5, num_beams=3, num_return_sequences=2, do_sample=False)
+    expected = hf_seq2seq(model, tok, S2S_INPUTS[1:2], **beams)
+    assert ours([S2S_INPUTS[1]], **beams) == [[{"generated_text": t} for t in expected]]
+    ids = ours(S2S_INPUTS[0], return_tensors=True, **options)[0]["generated_token_ids"]
+    with torch.no_grad():
+        ref = model.generate(**tok(S2S_INPUTS[:1], return_tensors="pt"), **options)[0].tolist()
+    assert ids == ref
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_summarization_and_translation(t5, backend):
+    path, model, tok = t5
+    options = dict(max_new_tokens=6, do_sample=False)
+    summary = isoform.pipeline("summarization", model=path, backend=backend)(S2S_INPUTS[1], **options)
+    assert summary == [{"summary_text": hf_seq2seq(model, tok, S2S_INPUTS[1:2], prefix="summarize: ", **options)[0]}]
+    translated = isoform.pipeline("translation", model=path, backend=backend)(S2S_INPUTS[:2], **options)
+    assert translated == [{"translation_text": t} for t in hf_seq2seq(model, tok, S2S_INPUTS[:2], **options)]
+    german = isoform.pipeline("translation_en_to_de", model=path, backend=backend)(S2S_INPUTS[0], **options)
+    prefix = "translate English to German: "
+    assert german == [{"translation_text": hf_seq2seq(model, tok, S2S_INPUTS[:1], prefix=prefix, **options)[0]}]
+
+
+@pytest.fixture(scope="module")
+def mbart(tmp_path_factory):
+    """(dir, transformers model, transformers tokenizer): a random mBART with its SentencePiece tokenizer."""
+    import sentencepiece as spm
+
+    path = tmp_path_factory.mktemp("mbart-pipeline")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(S2S_TEXT), model_prefix=str(path / "spm"), vocab_size=70, model_type="unigram",
+        hard_vocab_limit=False, minloglevel=2, num_threads=1,
+    )  # fmt: skip
+    (path / "spm.model").rename(path / "sentencepiece.bpe.model")
+    (path / "spm.vocab").unlink()
+    (path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "MBartTokenizer", "src_lang": "en_XX"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    torch.manual_seed(0)
+    config = transformers.MBartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+    )  # fmt: skip
+    model = transformers.MBartForConditionalGeneration(config).eval()
+    model.save_pretrained(path)
+    return path, model, tok
+
+
+def test_translation_languages(mbart):
+    """src_lang frames the input, tgt_lang's token is forced first (transformers' _build_translation_inputs)."""
+    path, model, tok = mbart
+    ours = isoform.pipeline("translation", model=path)
+    options = dict(max_new_tokens=5, do_sample=False, num_beams=2)
+    got = ours(S2S_INPUTS[:2], src_lang="de_DE", tgt_lang="fr_XX", return_tensors=True, **options)
+    tok.src_lang = "de_DE"
+    expected = []
+    for text in S2S_INPUTS[:2]:
+        with torch.no_grad():
+            out = model.generate(**tok(text, return_tensors="pt"), forced_bos_token_id=tok.convert_tokens_to_ids("fr_XX"),
+                                 **options)
+        expected.append({"translation_token_ids": out[0].tolist()})
+    assert got == expected and all(e["translation_token_ids"][1] == tok.convert_tokens_to_ids("fr_XX") for e in expected)
+
+
+def test_text_generation_reads_the_generation_config(gpt2, tmp_path):
+    """The checkpoint's generation_config.json sets what the pipeline's defaults (256 new tokens) would."""
+    path = tmp_path / "gpt2-gen"
+    shutil.copytree(gpt2, path)
+    config = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps({**config, "max_new_tokens": 5, "num_beams": 2}))
+    expected = hf_pipeline("text-generation", path)(PROMPTS, do_sample=False, return_tensors=True)
+    got = isoform.pipeline("text-generation", model=path)(PROMPTS, do_sample=False, return_tensors=True)
+    close(got, expected)
+    assert all(len(r[0]["generated_token_ids"]) <= 5 + 6 for r in got)

@@ -1,12 +1,16 @@
 """Greedy generation with GPT-2 small on every isoform backend against transformers' `generate` in the
 same run, and how close decoding gets to the memory-bandwidth bound.
 
-    python -m bench.generate [--backends torch jax] [--prompt 16] [--new 64] [--rounds 3]
+    python -m bench.generate [--backends torch jax] [--prompt 16] [--new 64] [--rounds 3] [--optimum] [--smoke]
 
 - A random-init `GPT2Config()` checkpoint (GPT-2 small, f32) saved once in a temp directory; one prompt
   of 16 random tokens (batch 1); 64 new tokens, greedy, no eos (every run makes all 64).
 - transformers: ``model.generate(..., use_cache=True)`` (torch, SDPA, dynamic cache).
 - isoform: ``Model.generate`` (static KV cache in the graph, `isoform.generation.Decoder`).
+- ``--optimum``: also ``optimum-onnx``, decoding from the files of ``export_onnx(dir, use_cache=True)``
+  (Optimum's layout, growing KV cache) with isoform's search over ONNX Runtime sessions
+  (`isoform.backends.onnx_optimum.OptimumGenerator`).
+- ``--smoke``: a 2-layer, 128-wide GPT-2 instead of GPT-2 small, to check the script runs; nothing is written.
 - Both measured the same way: T(n) = wall time of a ``generate`` call making n tokens; prefill = T(1)
   (prompt forward + first token), decode tok/s = (n - 1) / (T(n) - T(1)). Rounds interleave all
   engines (order rotated) so load from other processes hits them alike; medians are reported. The
@@ -49,8 +53,9 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def engines(ckpt: Path, names: list[str], ids: np.ndarray) -> dict[str, Callable[[int], np.ndarray]]:
-    """name -> generate(n) returning [1, prompt + n] int64 tokens, for transformers and each backend."""
+def engines(ckpt: Path, names: list[str], ids: np.ndarray, optimum: bool = False) -> dict[str, Callable[[int], np.ndarray]]:
+    """name -> generate(n) returning [1, prompt + n] int64 tokens, for transformers and each backend (and,
+    with ``optimum``, the exported Optimum-layout files)."""
     import torch
     import transformers
 
@@ -68,6 +73,12 @@ def engines(ckpt: Path, names: list[str], ids: np.ndarray) -> dict[str, Callable
     for name in tqdm(names, desc="load gpt2-small"):
         model = isoform.Model.load(ckpt, backend=name, task="causal-lm")
         out[name] = lambda n, model=model: model.generate(ids, max_new_tokens=n, eos_token_id=None, pad_token_id=0)
+    if optimum:
+        from isoform.backends.onnx_optimum import OptimumGenerator
+
+        files = isoform.Model.load(ckpt, task="causal-lm").export_onnx(ckpt.with_name(ckpt.name + "-optimum"), use_cache=True)
+        gen = OptimumGenerator.load(files)
+        out["optimum-onnx"] = lambda n: gen.generate(ids, max_new_tokens=n, eos_token_id=None, pad_token_id=0)
     return out
 
 
@@ -135,20 +146,27 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=16, help="prompt tokens")
     ap.add_argument("--new", type=int, default=64, help="new tokens")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    ap.add_argument("--optimum", action="store_true", help="also decode from the exported Optimum-layout ONNX files")
+    ap.add_argument("--smoke", action="store_true", help="a 2-layer GPT-2, nothing written: checks the script runs")
     args = ap.parse_args()
     import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
-    ckpt = random_checkpoint("gpt2-small-f32", "GPT2LMHeadModel", "GPT2Config")
+    if args.smoke:
+        ckpt = random_checkpoint("gpt2-smoke-f32", "GPT2LMHeadModel", "GPT2Config", n_layer=2, n_embd=128, n_head=4)
+    else:
+        ckpt = random_checkpoint("gpt2-small-f32", "GPT2LMHeadModel", "GPT2Config")
     ids = np.random.default_rng(0).integers(0, 50257, (1, args.prompt), dtype=np.int64)
     weights = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
     bw = bandwidth()
-    results = measure(engines(ckpt, args.backends, ids), args.new, args.rounds)
+    results = measure(engines(ckpt, args.backends, ids, args.optimum), args.new, args.rounds)
     data = {"prompt_tokens": args.prompt, "new_tokens": args.new, "torch_threads": torch.get_num_threads(),
             "bandwidth_gb_s": bw / 1e9, "weights_mb": weights / 1e6, "bound_tok_s": bw / weights,
             "results": results}
     report(data)
+    if args.smoke:
+        return
     path = write_results("generate", data)
     chart(data, RESULTS / "generate.png")
     print(f"wrote {path} and {RESULTS / 'generate.png'}")

@@ -142,3 +142,96 @@ def test_dynamic_update_slice_is_differentiable() -> None:
     np.testing.assert_array_equal(y.numpy()[0], [0, 0, 0, 0, 1, 1])
     np.testing.assert_array_equal(dc.numpy()[0], [0, 1, 2, 3, 0, 0])
     np.testing.assert_array_equal(du.numpy()[0], [4, 5])
+
+
+def conv_stack_graph(dtype: str = "f32", channels: int = 6, positional: bool = True):
+    """A wav2vec2-like conv stack: conv, group norm, gelu, a select, a dilated conv, a grouped
+    positional conv between transposes; conv values also reach graph outputs and a reduction."""
+    g = GraphBuilder("convs", dtype=dtype)
+    x = g.input("x", ["batch", 2, "time"], dtype)
+    c = channels
+    h = fn.conv(x, g.param("c1.weight", [c, 2, 3]), stride=[2], padding=[[1, 0]], dilation=[1], groups=1)
+    h = fn.layer_norm(h, eps=1e-5) * g.param("gn.weight", [c]).reshape(1, c, 1) + g.param("gn.bias", [c]).reshape(1, c, 1)
+    h = fn.gelu(h)
+    h = fn.where(fn.gt(h, 0.1), h, h * 0.5)  # a comparison and a 3-operand op, channels-last
+    h = fn.conv(h, g.param("c2.weight", [c, c, 2]), stride=[1], padding=[[0, 0]], dilation=[2], groups=1)
+    g.output("scaled", h * 2.0)  # a graph output: NC*
+    g.output("total", (h - 1.0).sum([1]))  # a reduction reads NC*
+    t = fn.gelu(h).transpose(0, 2, 1)  # [batch, time, c]: the layout undone, free
+    if not positional:  # TF has no gradient of a grouped conv on CPU
+        g.output("y", t)
+        return g.build()
+    p = fn.conv(t.transpose(0, 2, 1), g.param("pos.weight", [c, c // 2, 4]), stride=[1], padding=[[2, 1]],
+                dilation=[1], groups=2)
+    g.output("y", t + fn.gelu(p).transpose(0, 2, 1))
+    return g.build()
+
+
+def conv_stack_params(dtype=np.float32, channels: int = 6) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    c = channels
+    shapes = {"c1.weight": (c, 2, 3), "gn.weight": (c,), "gn.bias": (c,), "c2.weight": (c, c, 2), "pos.weight": (c, c // 2, 4)}
+    return {k: (rng.standard_normal(s) * 0.7).astype(dtype) for k, s in shapes.items()}
+
+
+def test_conv_chains_stay_channels_last() -> None:
+    graph, params = conv_stack_graph(), conv_stack_params()
+    program = TF.compile(graph, params)
+    expected = NP.compile(graph, params)
+    for batch, time in [(1, 17), (3, 24)]:
+        x = np.random.default_rng(time).standard_normal((batch, 2, time)).astype(np.float32)
+        got, want = program(x=x), expected(x=x)
+        for k in want:
+            np.testing.assert_allclose(got[k].numpy(), want[k], atol=1e-5, rtol=1e-5, err_msg=k)
+    assert program.function.experimental_get_tracing_count() == 1
+    ops = program.function.get_concrete_function().graph.get_operations()
+    moved = [op.inputs[0].op.type for op in ops if op.type == "Transpose" and op.inputs[0].op.type != "ReadVariableOp"]
+    # x into the first conv, "scaled" and the reduction's input back to NC*; none around the positional conv
+    # (filters aside: OIW -> WIO)
+    assert len(moved) == 3, moved
+
+
+def test_conv_chains_in_half_precision_and_training() -> None:
+    graph, params = conv_stack_graph("f16"), conv_stack_params(np.float16)
+    program = TF.compile(graph, params)
+    x = np.random.default_rng(5).standard_normal((2, 2, 20)).astype(np.float16)
+    got, want = program(x=x), NP.compile(graph, params)(x=x)
+    for k in want:
+        assert got[k].dtype == tf.float16
+        np.testing.assert_allclose(got[k].numpy().astype(np.float32), want[k].astype(np.float32), atol=0.05, rtol=0.05)
+    program = TF.compile(conv_stack_graph(positional=False), conv_stack_params())
+    variables = program.module.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(program(x=x.astype(np.float32))["y"] ** 2)
+    grads = dict(zip([v.name for v in variables], tape.gradient(loss, variables)))
+    assert all(np.isfinite(grads[f"{k}:0"].numpy()).all() for k in ("c1.weight", "gn.weight", "gn.bias", "c2.weight"))
+
+
+TINY_GPT2 = dict(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=64)
+
+
+def test_generation_traces_the_decoder_once(hf_checkpoint) -> None:
+    """20 greedy tokens (prefill + 19 steps of another shape), then a prompt of another length: the
+    decoder's tf.function has one dynamic-shape trace for all of them, never one per token or shape."""
+    import isoform
+
+    path, _ = hf_checkpoint("GPT2LMHeadModel", **TINY_GPT2)
+    model = isoform.Model.load(path, backend="tensorflow", task="causal-lm")
+    ids = np.random.default_rng(0).integers(1, 99, (2, 5))
+    assert model.generate(ids, max_new_tokens=20, min_new_tokens=20).shape == (2, 25)
+    function = model.decoder().graphs.decoder.function
+    assert function.experimental_get_tracing_count() == 1
+    assert model.generate(ids[:1, :3], max_new_tokens=20, min_new_tokens=20).shape == (1, 23)
+    assert function.experimental_get_tracing_count() == 1
+
+
+def test_forward_traces_once_for_every_sequence_length(hf_checkpoint) -> None:
+    import isoform
+
+    path, _ = hf_checkpoint("GPT2LMHeadModel", **TINY_GPT2)
+    model = isoform.Model.load(path, backend="tensorflow")
+    assert model.bucket is None  # the dynamic-shape policy: no padding to buckets, the trace takes any length
+    for batch, seq in [(1, 4), (3, 17), (2, 40)]:
+        ids = np.random.default_rng(seq).integers(1, 99, (batch, seq))
+        assert model(input_ids=ids)["last_hidden_state"].shape == (batch, seq, 32)
+    assert model.program.function.experimental_get_tracing_count() == 1

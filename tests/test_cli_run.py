@@ -8,6 +8,19 @@ import io
 
 import numpy as np
 import pytest
+from conftest_tokenization import tokenizer_dirs  # noqa: F401  (session fixture of the fixtures below)
+from test_pipelines import (  # noqa: F401  (bert_*: tiny checkpoints with tokenizers)
+    CANDIDATES,
+    MASKED,
+    NER_TEXTS,
+    TEXTS,
+    bert_mlm,
+    bert_ner,
+    bert_nli,
+    close,
+    hf_pipeline,
+    hf_run,
+)
 
 import isoform
 from isoform.cli import main
@@ -153,3 +166,44 @@ def test_run_audio_transcribes_with_ctc(hf_checkpoint, tmp_path, capsys):
     want = hf_tok.batch_decode(logits.argmax(-1))[0]
     assert main(["run", str(path), "--audio", str(tmp_path / "speech.wav")]) == 0
     assert capsys.readouterr().out == want + "\n"
+
+
+# -- --task <pipeline>: isoform.pipeline's result as JSON lines, embeddings to .npy -------------------
+def json_lines(capsys) -> list:
+    import json
+
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_run_pipeline_tasks_print_json_lines(bert_mlm, bert_ner, bert_nli, capsys):  # noqa: F811
+    assert main(["run", str(bert_mlm), "--task", "fill-mask", "--text", MASKED[0], "--top-k", "3"]) == 0
+    close(json_lines(capsys), hf_pipeline("fill-mask", bert_mlm)(MASKED[0], top_k=3))
+    assert main(["run", str(bert_mlm), "--task", "fill-mask", "--text", MASKED[2], "--backend", "torch"]) == 0
+    close(json_lines(capsys), hf_pipeline("fill-mask", bert_mlm)(MASKED[2]))  # a line per mask
+    text = NER_TEXTS[3]
+    assert main(["run", str(bert_ner), "--task", "ner", "--text", text, "--aggregation-strategy", "simple"]) == 0
+    want = hf_run("ner", bert_ner, text, aggregation_strategy="simple")
+    assert len(want) > 1
+    close(json_lines(capsys), want)
+    assert main(["run", str(bert_nli), "--task", "zero-shot-classification", "--text", TEXTS[0],
+                 "--labels", ", ".join(CANDIDATES)]) == 0
+    close(json_lines(capsys), [hf_run("zero-shot-classification", bert_nli, TEXTS[0], candidate_labels=CANDIDATES)])
+    assert main(["run", str(bert_nli), "--task", "zero-shot-classification", "--text", TEXTS[0]]) == 2
+    assert "--labels" in capsys.readouterr().err
+    assert main(["run", str(bert_mlm), "--task", "fill-mask", "--text", MASKED[0], "-o", "x.npy"]) == 2
+    assert "-o/--output saves embeddings" in capsys.readouterr().err
+
+
+def test_run_saves_embeddings(minilm_dir, bert_mlm, tmp_path, capsys):  # noqa: F811
+    st = pytest.importorskip("sentence_transformers").SentenceTransformer(str(minilm_dir), device="cpu")
+    out = tmp_path / "emb.npy"
+    assert main(["run", str(minilm_dir), "--task", "sentence-embedding", "--text", TEXTS[1], "-o", str(out)]) == 0
+    got, want = np.load(out), st.encode(TEXTS[1])
+    assert got.shape == want.shape == (384,) and np.abs(got - want).max() <= 1e-5
+    assert main(["run", str(bert_mlm), "--task", "feature-extraction", "--text", TEXTS[0], "-o", str(out)]) == 0
+    want = hf_pipeline("feature-extraction", bert_mlm)(TEXTS[0], return_tensors=True).numpy()
+    got = np.load(out)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+    assert main(["run", str(bert_mlm), "--task", "feature-extraction", "--text", TEXTS[0]]) == 0
+    printed = json_lines(capsys)
+    assert len(printed) == 1 and np.abs(np.array(printed[0]) - want).max() <= 1e-5

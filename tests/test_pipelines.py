@@ -5,6 +5,7 @@ tokenizer; numpy and torch backends."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import warnings
@@ -429,3 +430,369 @@ def test_text_generation_reads_the_generation_config(gpt2, tmp_path):
     got = isoform.pipeline("text-generation", model=path)(PROMPTS, do_sample=False, return_tensors=True)
     close(got, expected)
     assert all(len(r[0]["generated_token_ids"]) <= 5 + 6 for r in got)
+
+
+# -- token-classification ----------------------------------------------------------------------------
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+NER_TEXTS = [*TEXTS, "Ångström façade coöperate 12345 déjà vu 👍 over the lazy dog",
+             "Don't stop believing! It's 3.14, isn't it?"]  # subwords, an [UNK], punctuation
+STRATEGIES = ["none", "simple", "first", "average", "max"]
+
+
+def plain(x):
+    """transformers' results with NumPy scalars as Python ones (isoform's are Python's)."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [plain(v) for v in x]
+    return x.item() if isinstance(x, np.generic) else x
+
+
+HF_RESULTS: dict = {}
+
+
+def fingerprint(x):
+    """A key for pipeline inputs: images and arrays by their bytes."""
+    if isinstance(x, list | tuple):
+        return [fingerprint(v) for v in x]
+    if hasattr(x, "tobytes"):
+        return (getattr(x, "size", None), hash(x.tobytes()))
+    return x
+
+
+def hf_run(task, path, inputs, pipeline_kwargs=None, **options):
+    """transformers' pipeline result (NumPy scalars as Python's), computed once for these arguments: the
+    backends' tests share it. ``pipeline_kwargs``: for ``transformers.pipeline`` (an image processor)."""
+    key = (task, str(path), repr(fingerprint(inputs)), repr(sorted(options.items())))
+    if key not in HF_RESULTS:
+        pipe = HF_RESULTS.get((task, str(path)))
+        if pipe is None:
+            pipe = HF_RESULTS[(task, str(path))] = hf_pipeline(task, path, **(pipeline_kwargs or {}))
+        HF_RESULTS[key] = plain(pipe(inputs, **options))
+    return HF_RESULTS[key]
+
+
+def ner_checkpoint(hf_checkpoint, tmp_path_factory, tok_dir, cls, name, **config):
+    model_dir, _ = hf_checkpoint(cls, id2label=NER_LABELS, label2id={v: k for k, v in NER_LABELS.items()}, **config)
+    return with_tokenizer(tmp_path_factory, model_dir, tok_dir, name)
+
+
+@pytest.fixture(scope="module")
+def bert_ner(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    tok = tokenizer_dirs["wordpiece"]
+    return ner_checkpoint(hf_checkpoint, tmp_path_factory, tok, "BertForTokenClassification", "bert-ner",
+                          vocab_size=vocab_size(tok), **BERT)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_token_classification(bert_ner, backend):
+    ours = isoform.pipeline("ner", model=bert_ner, backend=backend)
+    for strategy in STRATEGIES:
+        want = hf_run("ner", bert_ner, NER_TEXTS, aggregation_strategy=strategy, batch_size=2)
+        assert sum(map(len, want)) > 5, "no entities: the comparison is vacuous"
+        close(ours(NER_TEXTS, aggregation_strategy=strategy, batch_size=2), want)
+    close(ours(NER_TEXTS[3], aggregation_strategy="first"), hf_run("ner", bert_ner, NER_TEXTS[3], aggregation_strategy="first"))
+    close(ours(NER_TEXTS[:2], ignore_labels=[]), hf_run("ner", bert_ner, NER_TEXTS[:2], ignore_labels=[]))
+    options = dict(aggregation_strategy="simple", ignore_labels=["O", "PER"])
+    close(ours(NER_TEXTS, **options), hf_run("ner", bert_ner, NER_TEXTS, **options))
+    with pytest.raises(InputError, match="aggregation_strategy"):
+        ours(TEXTS[0], aggregation_strategy="longest")
+
+
+def test_token_classification_long_text_in_windows(bert_ner):
+    """``stride``: a text over model_max_length (64) runs in overlapping windows, their entities merged."""
+    text = " ".join(NER_TEXTS * 3)
+    hf, ours = hf_pipeline("ner", bert_ner), isoform.pipeline("ner", model=bert_ner)
+    for strategy in ("simple", "max"):
+        want = plain(hf(text, stride=16, aggregation_strategy=strategy))
+        assert want and want[-1]["end"] > len(text) // 2  # entities from the later windows
+        close(ours(text, stride=16, aggregation_strategy=strategy), want)
+    with pytest.raises(InputError, match="aggregation_strategy"):
+        ours(text, stride=16)
+
+
+def test_token_classification_byte_level_bpe(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    """RoBERTa's BPE has no subword prefix: words are told apart by the space before them, as transformers."""
+    tok = tokenizer_dirs["roberta"]
+    n = len(json.loads((tok / "vocab.json").read_text(encoding="utf-8")))
+    path = ner_checkpoint(hf_checkpoint, tmp_path_factory, tok, "RobertaForTokenClassification", "roberta-ner",
+                          vocab_size=n, **{**BERT, "max_position_embeddings": 66}, pad_token_id=1, bos_token_id=0,
+                          eos_token_id=2)
+    hf, ours = hf_pipeline("ner", path), isoform.pipeline("ner", model=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers warns of its fallback heuristic
+        for strategy in ("simple", "first", "average"):  # the word heuristic matters from "first" on
+            close(ours(NER_TEXTS, aggregation_strategy=strategy), plain(hf(NER_TEXTS, aggregation_strategy=strategy)))
+
+
+# -- question-answering ------------------------------------------------------------------------------
+CONTEXT = ("The quick brown fox jumps over the lazy dog. Café naïve résumé über Ångström façade coöperate déjà vu. "
+           "Transformers run on many backends: PyTorch, JAX, TensorFlow and ONNX.")
+LONG_CONTEXT = " ".join([CONTEXT, "Tokenization splits words into subwords, pieces and bytes."] * 3)
+QUESTIONS = ["what runs on many backends?", "who jumps over the dog?", "where is the café?"]
+
+
+@pytest.fixture(scope="module")
+def bert_qa(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    tok = tokenizer_dirs["wordpiece"]
+    model_dir, _ = hf_checkpoint("BertForQuestionAnswering", vocab_size=vocab_size(tok), **BERT)
+    return with_tokenizer(tmp_path_factory, model_dir, tok, "bert-qa")
+
+
+@functools.cache
+def qa_reference(path, question, context, top_k=1, max_seq_len=None, doc_stride=None, max_answer_len=15,
+                 handle_impossible_answer=False):
+    """v4 transformers' question-answering (v5 has none), spelled out over every span: the context's
+    windows from transformers' tokenizer, start/end logits from transformers' model, each span scored by
+    the product of its start and end probabilities over the context tokens and [CLS]."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tok = transformers.AutoTokenizer.from_pretrained(str(path))
+        model = transformers.AutoModelForQuestionAnswering.from_pretrained(str(path)).eval()
+    max_seq_len = max_seq_len or min(tok.model_max_length, 384)
+    doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
+    enc = tok(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
+              return_overflowing_tokens=True, return_offsets_mapping=True)
+    answers, null = [], 1e6
+    for i, ids in enumerate(enc["input_ids"]):
+        with torch.no_grad():
+            out = model(**{k: torch.tensor([enc[k][i]]) for k in ("input_ids", "attention_mask", "token_type_ids")})
+        allowed = np.array([s == 1 for s in enc.sequence_ids(i)])
+        allowed[0] = True  # [CLS]: the no-answer score
+        start, end = (np.exp(x - x.max()) / np.exp(x - x.max()).sum() for x in
+                      (np.where(allowed, o[0].numpy(), -10000.0) for o in (out.start_logits, out.end_logits)))
+        null = min(null, float(start[0] * end[0]))
+        spans = sorted(((float(start[s] * end[e]), s, e) for s in range(1, len(ids))
+                        for e in range(s, min(len(ids), s + max_answer_len)) if allowed[s] and allowed[e]), reverse=True)
+        for score, s, e in spans[:top_k]:
+            first, last = enc.token_to_word(i, s), enc.token_to_word(i, e)
+            a, b = enc.word_to_chars(i, first, sequence_index=1).start, enc.word_to_chars(i, last, sequence_index=1).end
+            answers.append({"score": score, "start": a, "end": b, "answer": context[a:b]})
+    if handle_impossible_answer:
+        answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
+    answers = sorted(answers, key=lambda x: x["score"], reverse=True)[:top_k]
+    return answers[0] if len(answers) == 1 else answers
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_question_answering(bert_qa, backend):
+    qa = isoform.pipeline("question-answering", model=bert_qa, backend=backend)
+    want = qa_reference(bert_qa, QUESTIONS[0], CONTEXT)
+    close(qa(question=QUESTIONS[0], context=CONTEXT), want)
+    close(qa({"question": QUESTIONS[0], "context": CONTEXT}), want)
+    close(qa([{"question": QUESTIONS[0], "context": CONTEXT}]), want)  # a one-example list answers as one
+    close(qa(question=QUESTIONS, context=CONTEXT, batch_size=2), [qa_reference(bert_qa, q, CONTEXT) for q in QUESTIONS])
+    close(qa(question=QUESTIONS[1], context=CONTEXT, top_k=3), qa_reference(bert_qa, QUESTIONS[1], CONTEXT, top_k=3))
+    options = dict(top_k=2, max_answer_len=3, handle_impossible_answer=True)
+    close(qa(question=QUESTIONS[2], context=CONTEXT, **options), qa_reference(bert_qa, QUESTIONS[2], CONTEXT, **options))
+    got = qa(question=QUESTIONS[1], context=CONTEXT, top_k=3, align_to_words=False)
+    assert all(CONTEXT[a["start"]:a["end"]] == a["answer"] for a in got)
+
+
+def test_question_answering_long_context_in_windows(bert_qa):
+    """A context over max_seq_len runs in windows overlapping by doc_stride tokens; answers from any window."""
+    qa = isoform.pipeline("question-answering", model=bert_qa)
+    for options in ({}, dict(max_seq_len=32, doc_stride=8, top_k=4)):
+        close(qa(question=QUESTIONS[0], context=LONG_CONTEXT, **options),
+              qa_reference(bert_qa, QUESTIONS[0], LONG_CONTEXT, **options))
+    got = qa(question=QUESTIONS[0], context=LONG_CONTEXT, max_seq_len=32, doc_stride=8, top_k=20)
+    assert max(a["start"] for a in got) > len(LONG_CONTEXT) // 2  # the later windows answer too
+    for bad, pattern in ((dict(top_k=0), "top_k"), (dict(max_answer_len=0), "max_answer_len"),
+                         (dict(max_seq_len=16, doc_stride=20), "doc_stride")):
+        with pytest.raises(InputError, match=pattern):
+            qa(question=QUESTIONS[0], context=CONTEXT, **bad)
+    with pytest.raises(InputError, match="context cannot be empty"):
+        qa(question=QUESTIONS[0], context="")
+    with pytest.raises(InputError, match="question="):
+        qa(question=QUESTIONS[0])
+
+
+# -- zero-shot-classification ------------------------------------------------------------------------
+CANDIDATES = ["sports", "politics", "cooking and food"]
+
+
+@pytest.fixture(scope="module")
+def bert_nli(hf_checkpoint, tokenizer_dirs, tmp_path_factory):  # noqa: F811
+    """An NLI head whose entailment class is neither the first nor the last (upper-case names)."""
+    tok = tokenizer_dirs["wordpiece"]
+    labels = {0: "CONTRADICTION", 1: "ENTAILMENT", 2: "NEUTRAL"}
+    model_dir, _ = hf_checkpoint("BertForSequenceClassification", vocab_size=vocab_size(tok), **BERT, id2label=labels,
+                                 label2id={v: k for k, v in labels.items()})
+    return with_tokenizer(tmp_path_factory, model_dir, tok, "bert-nli")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_shot_classification(bert_nli, backend):
+    ours = isoform.pipeline("zero-shot-classification", model=bert_nli, backend=backend)
+    task = "zero-shot-classification"
+    close(ours(TEXTS[0], candidate_labels=CANDIDATES), hf_run(task, bert_nli, TEXTS[0], candidate_labels=CANDIDATES))
+    close(ours(TEXTS, CANDIDATES, batch_size=2), hf_run(task, bert_nli, TEXTS, candidate_labels=CANDIDATES, batch_size=2))
+    close(ours(TEXTS, candidate_labels=CANDIDATES, multi_label=True),
+          hf_run(task, bert_nli, TEXTS, candidate_labels=CANDIDATES, multi_label=True))
+    close(ours(TEXTS[1], candidate_labels="sports"), hf_run(task, bert_nli, TEXTS[1], candidate_labels="sports"))  # one label
+    options = dict(candidate_labels="sports, politics", hypothesis_template="It is about {}.")
+    close(ours(TEXTS[:2], **options), hf_run(task, bert_nli, TEXTS[:2], **options))
+    assert ours.entailment_id() == 1
+    with pytest.raises(InputError, match="hypothesis_template"):
+        ours(TEXTS[0], candidate_labels=CANDIDATES, hypothesis_template="no slot")
+    with pytest.raises(InputError, match="candidate_labels"):
+        ours(TEXTS[0], candidate_labels=[])
+
+
+# -- image-classification / zero-shot-image-classification -------------------------------------------
+def images(n, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (30 + 3 * i, 40 - 2 * i, 3), dtype=np.uint8)) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def vit_cls(hf_checkpoint):
+    """{cls: dir} for ViT and DeiT classifiers (7 named labels) with a ViT image processor."""
+    labels = {i: f"label {i}" for i in range(7)}
+    config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=24,
+                  patch_size=4, id2label=labels, label2id={v: k for k, v in labels.items()})
+    out = {}
+    for cls in ("ViTForImageClassification", "DeiTForImageClassification"):
+        path, _ = hf_checkpoint(cls, **config)
+        transformers.ViTImageProcessorPil(size={"height": 24, "width": 24}).save_pretrained(path)
+        out[cls] = path
+    return out
+
+
+@pytest.mark.parametrize("cls", ["ViTForImageClassification", "DeiTForImageClassification"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_image_classification(vit_cls, cls, backend, tmp_path):
+    path = vit_cls[cls]
+    setup = {"image_processor": transformers.ViTImageProcessorPil.from_pretrained(path)}
+    ours = isoform.pipeline("image-classification", model=path, backend=backend)
+    pics = images(3)
+    close(ours(pics[0]), hf_run("image-classification", path, pics[0], setup))
+    close(ours(pics, batch_size=2, top_k=3), hf_run("image-classification", path, pics, setup, batch_size=2, top_k=3))
+    options = dict(top_k=10, function_to_apply="sigmoid")
+    close(ours(pics[:2], **options), hf_run("image-classification", path, pics[:2], setup, **options))
+    pics[1].save(tmp_path / "image.png")
+    close(ours(str(tmp_path / "image.png")), hf_run("image-classification", path, pics[1], setup))  # a file path
+
+
+@pytest.fixture(scope="module")
+def clip(hf_checkpoint, tmp_path_factory):
+    """CLIP sized to the CLIP tokenizer of the tokenization fixtures, with its image processor."""
+    from conftest_tokenization import build_clip
+
+    tok_dir = tmp_path_factory.mktemp("clip-tok")
+    build_clip(tok_dir)
+    n = len(transformers.CLIPTokenizer.from_pretrained(tok_dir))
+    text = dict(vocab_size=n, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20,
+                max_position_embeddings=32, projection_dim=8, eos_token_id=n - 1)
+    vision = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=20, image_size=12,
+                  patch_size=4, projection_dim=8)
+    model_dir, _ = hf_checkpoint("CLIPModel", text_config=text, vision_config=vision, projection_dim=8)
+    path = with_tokenizer(tmp_path_factory, model_dir, tok_dir, "clip-pipeline")
+    transformers.CLIPImageProcessorPil(size={"shortest_edge": 14}, crop_size={"height": 12, "width": 12}).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_shot_image_classification(clip, backend):
+    setup = {"image_processor": transformers.CLIPImageProcessorPil.from_pretrained(clip)}
+    task = "zero-shot-image-classification"
+    ours = isoform.pipeline(task, model=clip, backend=backend)
+    pics, labels = images(3, seed=1), ["cat", "two dogs", "a red car"]
+    close(ours(pics[0], candidate_labels=labels), hf_run(task, clip, pics[0], setup, candidate_labels=labels))
+    close(ours(pics, labels, batch_size=2), hf_run(task, clip, pics, setup, candidate_labels=labels, batch_size=2))
+    options = dict(candidate_labels=labels[:2], hypothesis_template="a picture of {}")
+    close(ours(pics[:2], **options), hf_run(task, clip, pics[:2], setup, **options))
+
+
+# -- automatic-speech-recognition --------------------------------------------------------------------
+def waves(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=1600 + 700 * i) * 0.3).astype(np.float32) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_ctc(hf_checkpoint, tmp_path_factory):
+    from conftest_tokenization import build_wav2vec2
+
+    path = tmp_path_factory.mktemp("w2v-tok")
+    build_wav2vec2(path)
+    tok = transformers.Wav2Vec2CTCTokenizer.from_pretrained(path)
+    model_dir, _ = hf_checkpoint("Wav2Vec2ForCTC", conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                                 hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(tok),
+                                 feat_extract_norm="layer", do_stable_layer_norm=True)
+    out = with_tokenizer(tmp_path_factory, model_dir, path, "w2v-ctc")
+    transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_speech_recognition_ctc(wav2vec2_ctc, backend):
+    task, path = "automatic-speech-recognition", wav2vec2_ctc
+    ours = isoform.pipeline(task, model=path, backend=backend)
+    audio = waves(3)
+    want = hf_run(task, path, audio[0])
+    assert want["text"].strip(), "random weights transcribed nothing: the check is vacuous"
+    close(ours(audio[0]), want)
+    close(ours(audio, batch_size=2), hf_run(task, path, audio, batch_size=2))
+    close(ours({"raw": audio[1], "sampling_rate": 16000}), hf_run(task, path, audio[1]))
+    with pytest.raises(InputError, match="resample"):
+        ours({"raw": audio[1], "sampling_rate": 8000})
+
+
+@pytest.fixture(scope="module")
+def speech2text(hf_checkpoint, tmp_path_factory):
+    from conftest_tokenization import build_speech_to_text
+
+    path = tmp_path_factory.mktemp("s2t-tok")
+    build_speech_to_text(path)
+    n = len(transformers.Speech2TextTokenizer.from_pretrained(path))
+    model_dir, _ = hf_checkpoint("Speech2TextForConditionalGeneration", vocab_size=n, d_model=16, encoder_layers=2,
+                                 decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=4, encoder_ffn_dim=20,
+                                 decoder_ffn_dim=24, conv_channels=12, input_feat_per_channel=8, max_source_positions=50,
+                                 max_target_positions=30, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                 decoder_start_token_id=2)
+    out = with_tokenizer(tmp_path_factory, model_dir, path, "s2t-asr")
+    transformers.Speech2TextFeatureExtractor(feature_size=8, num_mel_bins=8).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_speech_recognition_seq2seq(speech2text, backend):
+    task, path = "automatic-speech-recognition", speech2text
+    ours = isoform.pipeline(task, model=path, backend=backend)
+    audio, options = waves(3, seed=2), dict(max_new_tokens=6, do_sample=False)  # transformers' default: 5 beams
+    want = hf_run(task, path, audio[0], generate_kwargs=options)
+    assert want["text"].strip(), "random weights generated only special tokens: the check is vacuous"
+    close(ours(audio[0], generate_kwargs=options), want)
+    close(ours(audio, batch_size=2, **options), hf_run(task, path, audio, batch_size=2, generate_kwargs=options))
+
+
+@pytest.mark.parametrize("backend", ["jax", "onnxruntime"])
+def test_span_zero_shot_vision_audio_pipelines_on_compiled_backends(bert_ner, bert_qa, bert_nli, vit_cls, clip,
+                                                                   wav2vec2_ctc, speech2text, backend):
+    """One call of each of the pipelines above on the jit / exported backends (one batch each: few compiles)."""
+    texts = NER_TEXTS[2:4]
+    ner = isoform.pipeline("ner", model=bert_ner, backend=backend, aggregation_strategy="average", batch_size=2)
+    close(ner(texts), hf_run("ner", bert_ner, texts, aggregation_strategy="average"))
+    qa = isoform.pipeline("question-answering", model=bert_qa, backend=backend)
+    close(qa(question=QUESTIONS[0], context=LONG_CONTEXT, top_k=2),
+          qa_reference(bert_qa, QUESTIONS[0], LONG_CONTEXT, top_k=2))
+    zero = isoform.pipeline("zero-shot-classification", model=bert_nli, backend=backend)
+    close(zero(TEXTS[0], CANDIDATES), hf_run("zero-shot-classification", bert_nli, TEXTS[0], candidate_labels=CANDIDATES))
+    path, pics = vit_cls["ViTForImageClassification"], images(2)
+    setup = {"image_processor": transformers.ViTImageProcessorPil.from_pretrained(path)}
+    close(isoform.pipeline("image-classification", model=path, backend=backend)(pics, batch_size=2),
+          hf_run("image-classification", path, pics, setup))
+    setup = {"image_processor": transformers.CLIPImageProcessorPil.from_pretrained(clip)}
+    ours = isoform.pipeline("zero-shot-image-classification", model=clip, backend=backend)
+    close(ours(pics[0], candidate_labels=["cat", "dog"]),
+          hf_run("zero-shot-image-classification", clip, pics[0], setup, candidate_labels=["cat", "dog"]))
+    audio = waves(2)
+    asr = isoform.pipeline("automatic-speech-recognition", model=wav2vec2_ctc, backend=backend)
+    close(asr(audio, batch_size=2), hf_run("automatic-speech-recognition", wav2vec2_ctc, audio, batch_size=2))
+    asr = isoform.pipeline("automatic-speech-recognition", model=speech2text, backend=backend)
+    options = dict(max_new_tokens=4, do_sample=False, num_beams=1)
+    close(asr(audio[0], **options), hf_run("automatic-speech-recognition", speech2text, audio[0], generate_kwargs=options))

@@ -80,8 +80,8 @@ class Albert(Bert):
         for i in range(c.num_hidden_layers):
             group = int(i / (c.num_hidden_layers / c.num_hidden_groups))  # transformers' formula, float and all
             for j in range(c.inner_group_num):
-                x = self.albert_layer(x, GROUP_LAYER.format(g=group, j=j), m)
-        out = {"last_hidden_state": x}
+                x = self.albert_layer(x.builder.tap("hidden_states", x), GROUP_LAYER.format(g=group, j=j), m)
+        out = {"last_hidden_state": x.builder.tap("hidden_states", x)}
         if pooler:
             out["pooler_output"] = fn.tanh(linear(x[:, 0], "pooler", c.hidden_size, c.hidden_size))
         return out

@@ -104,6 +104,7 @@ class BartFamily(EncoderDecoder):
         x = embedding(ids, self.token_embeddings, c.vocab_size, d)
         if c.scale_embedding:
             x = x * math.sqrt(d)
+        g.tap("inputs_embeds", x)  # transformers' embed_tokens scales (BartScaledWordEmbedding)
         if self.positions == "fairseq":
             real = fn.ne(ids, g.constant(self.pad_id, "i64")).cast("i64")
             count = fn.cumsum(real, axis=1) if offset is None else fn.cumsum(real, axis=1) + offset
@@ -149,11 +150,11 @@ class BartFamily(EncoderDecoder):
 
             def attend(h: Tensor, name: str = f"{name}.self_attn") -> Tensor:
                 q, k, v = (self.attention_qkv(h, name, w, heads) for w in "qkv")
-                return linear(merge_heads(fn.attention(q, k, v, keep)), f"{name}.out_proj", d, d)
+                return linear(merge_heads(h.builder.tap("attentions", fn.attention(q, k, v, keep))), f"{name}.out_proj", d, d)
 
-            x = self.residual(x, f"{name}.self_attn_layer_norm", attend)
+            x = self.residual(x.builder.tap("hidden_states", x), f"{name}.self_attn_layer_norm", attend)
             x = self.residual(x, f"{name}.final_layer_norm", lambda h, name=name: self.ffn(h, name, c.encoder_ffn_dim))
-        return layer_norm(x, "encoder.layer_norm", d, LN_EPS) if self.final_norm else x
+        return x.builder.tap("hidden_states", layer_norm(x, "encoder.layer_norm", d, LN_EPS) if self.final_norm else x)
 
     def cross_kv(self, states: Tensor, layer: int) -> tuple[Tensor, Tensor]:
         name, heads = f"decoder.layers.{layer}.encoder_attn", self.config.decoder_attention_heads
@@ -172,10 +173,10 @@ class BartFamily(EncoderDecoder):
             def cross_attn(h: Tensor, i: int = i, name: str = f"{name}.encoder_attn") -> Tensor:
                 return linear(merge_heads(cross(self.attention_qkv(h, name, "q", heads), i)), f"{name}.out_proj", d, d)
 
-            x = self.residual(x, f"{name}.self_attn_layer_norm", self_attn)
+            x = self.residual(x.builder.tap("hidden_states", x), f"{name}.self_attn_layer_norm", self_attn)
             x = self.residual(x, f"{name}.encoder_attn_layer_norm", cross_attn)
             x = self.residual(x, f"{name}.final_layer_norm", lambda h, name=name: self.ffn(h, name, c.decoder_ffn_dim))
-        return layer_norm(x, "decoder.layer_norm", d, LN_EPS) if self.final_norm else x
+        return x.builder.tap("hidden_states", layer_norm(x, "decoder.layer_norm", d, LN_EPS) if self.final_norm else x)
 
     def lm_logits(self, x: Tensor) -> Tensor:
         c, g = self.config, x.builder

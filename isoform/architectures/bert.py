@@ -90,10 +90,12 @@ class Bert(Architecture):
     def embedding_sum(self, ids: Tensor, token_types: Tensor | None) -> Tensor:
         """Word + token-type + position embeddings, before the LayerNorm."""
         c, dim = self.config, self.embedding_dim
-        x = embedding(ids, "embeddings.word_embeddings", c.vocab_size, dim)
+        x = embedding(ids, "embeddings.word_embeddings", c.vocab_size, dim, vocab_parallel=True)
+        ids.builder.tap("inputs_embeds", x)
         if token_types is not None:
             x = x + embedding(token_types, "embeddings.token_type_embeddings", c.type_vocab_size, dim)
-        return x + embedding(self.positions(ids), "embeddings.position_embeddings", c.max_position_embeddings, dim)
+        positions = ids.builder.tap("position_ids", self.positions(ids))
+        return x + embedding(positions, "embeddings.position_embeddings", c.max_position_embeddings, dim)
 
     def embeddings(self, ids: Tensor, token_types: Tensor | None, **inputs: Tensor) -> Tensor:
         """`embedding_sum` (given any further graph ``inputs``) through ``embeddings.LayerNorm``."""
@@ -104,7 +106,7 @@ class Bert(Architecture):
         """One post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
         c, dim = self.config, self.config.hidden_size
         a = self.block_attention(x, f"{name}.attention.self", mask)
-        x = layer_norm(linear(a, f"{name}.attention.output.dense", dim, dim) + x,
+        x = layer_norm(linear(a, f"{name}.attention.output.dense", dim, dim, shard="row") + x,
                        f"{name}.attention.output.LayerNorm", dim, c.layer_norm_eps)
         h = feed_forward(x, f"{name}.intermediate.dense", f"{name}.output.dense", dim, c.intermediate_size, c.hidden_act)
         return layer_norm(h + x, f"{name}.output.LayerNorm", dim, c.layer_norm_eps)
@@ -118,7 +120,11 @@ class Bert(Architecture):
     def encoder(self, x: Tensor, mask: Tensor) -> Tensor:
         m = attention_mask(mask)
         for i in range(self.config.num_hidden_layers):
-            x = self.layer(x, f"encoder.layer.{i}", m)
+            x = self.layer(x.builder.tap("hidden_states", x), f"encoder.layer.{i}", m)
+        return x.builder.tap("hidden_states", self.encoder_norm(x))
+
+    def encoder_norm(self, x: Tensor) -> Tensor:
+        """The norm after the last layer: none (Megatron-BERT's ``encoder.ln``)."""
         return x
 
     def backbone(self, ids: Tensor, mask: Tensor, token_types: Tensor | None, *, pooler: bool,

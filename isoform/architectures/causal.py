@@ -14,13 +14,18 @@ and its config. `CausalLM.build` writes two kinds of graph from that one definit
   (i64 scalar), ``attention_mask`` [batch, cache] and per layer ``past_key_values.{i}.key``/``.value``;
   outputs ``logits`` [batch, vocab] of the last position only, and the updated caches
   ``present.{i}.key``/``.value``.
-  `isoform.generation.Decoder` runs it (prefill and steps: the same graph at two shapes).
+  `isoform.generation.Decoder` runs it (prefill and steps: the same graph at two shapes);
+* the growing-cache graph (``cached="growing"``, ``causal-lm`` only): Hugging Face Optimum's ONNX
+  decoder with past. Inputs ``input_ids``/``position_ids`` [batch, seq], ``attention_mask``
+  [batch, keys = past+seq] and per layer ``past_key_values.{i}.key``/``.value`` [batch, kv_heads, past,
+  head_dim] (past may be 0: the prefill); outputs ``logits`` [batch, seq, vocab] and
+  ``present.{i}.key``/``.value`` = the past with this call's keys/values appended.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import NonNegativeInt, PositiveInt, model_validator
@@ -29,7 +34,7 @@ from ..errors import ConfigError, InputError
 from ..ir import Graph, GraphBuilder, Tensor, fn
 from ..ir.dtypes import DType, as_dtype
 from ..layers import unembed
-from ..layers.causal import CausalAttention
+from ..layers.causal import CausalAttention, growing_mask
 from ..weights import Rule
 from .base import ArchConfig, Architecture, same
 
@@ -93,22 +98,31 @@ class CausalLM(Architecture):
             graphs["decoder"] = self.build(task, dtype, cached=True)
         return graphs
 
-    def build(self, task: str | None = None, dtype: DType | str = "float32", *, cached: bool = False) -> Graph:
-        """The task graph, or (``cached=True``) the incremental-decoding graph of ``causal-lm``."""
+    def build(self, task: str | None = None, dtype: DType | str = "float32", *,
+              cached: bool | Literal["growing"] = False) -> Graph:
+        """The task graph, or for ``causal-lm`` the incremental-decoding graph with a static cache
+        (``cached=True``) or with Optimum's growing cache (``cached="growing"``)."""
         self.check_task(task)
+        if cached not in (False, True, "growing"):
+            raise ConfigError(f"cached must be False, True (static cache) or 'growing', got {cached!r}")
         if cached and task != "causal-lm":
             raise ConfigError(f"a KV-cached graph exists for task 'causal-lm' only, not {task!r}")
-        g = GraphBuilder(f"{self.model_type}:{task or 'base'}{':cached' if cached else ''}", dtype=as_dtype(dtype),
+        suffix = {False: "", True: ":cached", "growing": ":growing"}[cached]
+        g = GraphBuilder(f"{self.model_type}:{task or 'base'}{suffix}", dtype=as_dtype(dtype),
                          metadata={"model_type": self.model_type, "task": task, "cached": cached})
         specs = self.input_specs(task)
         ids = specs["input_ids"].declare(g)
-        if cached:
+        if cached == "growing":
+            positions = g.input("position_ids", ["batch", "seq"], "i64")
+            mask = g.input("attention_mask", ["batch", "keys"], "i64")
+            attend = CausalAttention(growing_mask(mask, ids.shape[1]), past=True)
+        elif cached:
             positions = g.input("position_ids", ["batch", "seq"], "i64")
             offset = g.input("cache_position", [], "i64")
             attend = CausalAttention(g.input("attention_mask", ["batch", "cache"], "i64"), offset)
         else:
             mask = specs["attention_mask"].declare(g)
-            positions = g.add("iota", shape=[1, "seq"], axis=1, dtype="i64")
+            positions = g.tap("position_ids", g.add("iota", shape=list(ids.shape), axis=1, dtype="i64"))  # [batch, seq]
             attend = CausalAttention(mask)
         x = self.decoder(self.embed(ids, positions), positions, attend)
         if task is None:
@@ -116,7 +130,7 @@ class CausalLM(Architecture):
         elif task == "sequence-classification":
             g.output("logits", self.classify(x, ids))
         else:
-            g.output("logits", self.lm_head(x[:, -1] if cached else x))
+            g.output("logits", self.lm_head(x[:, -1] if cached is True else x))
             for name, t in attend.caches.items():
                 g.output(name, t)
         return g.build()
@@ -125,7 +139,7 @@ class CausalLM(Architecture):
         """Vocabulary logits: the word embeddings transposed when tied, else ``lm_head.weight``."""
         g = x.builder
         name = f"{self.word_embeddings}.weight" if self.config.tie_word_embeddings else "lm_head.weight"
-        return unembed(x, g.param(name, [self.vocab_size, self.hidden_size]))
+        return unembed(x, g.param(name, [self.vocab_size, self.hidden_size], sharding=("model", None)))  # vocab-parallel
 
     def classify(self, x: Tensor, ids: Tensor) -> Tensor:
         """transformers' ``*ForSequenceClassification``: ``score`` (no bias) at the rightmost token that

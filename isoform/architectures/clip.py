@@ -94,13 +94,13 @@ def encoder(x: Tensor, name: str, c: _TowerConfig, mask: Tensor | None = None, *
     dim = c.hidden_size
     for i in range(c.num_hidden_layers):
         layer = f"{name}encoder.layers.{i}"
-        h = layer_norm(x, f"{layer}.layer_norm1", dim, c.layer_norm_eps)
+        h = layer_norm(x.builder.tap("hidden_states", x), f"{layer}.layer_norm1", dim, c.layer_norm_eps)
         a = multi_head_attention(h, f"{layer}.self_attn", dim, c.num_attention_heads, mask, causal=causal,
                                  names=("q_proj", "k_proj", "v_proj"))
         x = x + linear(a, f"{layer}.self_attn.out_proj", dim, dim)
         h = layer_norm(x, f"{layer}.layer_norm2", dim, c.layer_norm_eps)
         x = x + feed_forward(h, f"{layer}.mlp.fc1", f"{layer}.mlp.fc2", dim, c.intermediate_size, c.hidden_act)
-    return x
+    return x.builder.tap("hidden_states", x)
 
 
 def text_tower(ids: Tensor, mask: Tensor, c: CLIPTextConfig, name: str = "") -> tuple[Tensor, Tensor]:
@@ -188,11 +188,13 @@ class Clip(Towers):
             return {"logits": linear(states[:, 1:].mean(1), "classifier", v.hidden_size, c.num_labels)}
         out = {}
         if "input_ids" in inputs:
-            states, pooled = text_tower(inputs["input_ids"], inputs["attention_mask"], t, "text_model.")
+            with inputs["input_ids"].builder.tap_scope("text"):
+                states, pooled = text_tower(inputs["input_ids"], inputs["attention_mask"], t, "text_model.")
             out["text_embeds"] = projection(pooled, "text_projection", t.hidden_size, proj)
             out["last_hidden_state"] = states
         if "pixel_values" in inputs:
-            states, pooled = vision_tower(inputs["pixel_values"], v, "vision_model.")
+            with inputs["pixel_values"].builder.tap_scope("vision"):
+                states, pooled = vision_tower(inputs["pixel_values"], v, "vision_model.")
             out["image_embeds"] = projection(pooled, "visual_projection", v.hidden_size, proj)
             out["last_hidden_state"] = states
         if task is not None:

@@ -70,16 +70,17 @@ class DistilBert(Bert):
 
     def backbone(self, ids: Tensor, mask: Tensor, token_types: Tensor | None, *, pooler: bool) -> dict[str, Tensor]:
         c = self.config
-        x = embedding(ids, "embeddings.word_embeddings", c.vocab_size, c.dim)
+        x = ids.builder.tap("inputs_embeds", embedding(ids, "embeddings.word_embeddings", c.vocab_size, c.dim))
         x = x + embedding(self.positions(ids), "embeddings.position_embeddings", c.max_position_embeddings, c.dim)
         x, m = layer_norm(x, "embeddings.LayerNorm", c.dim, EPS), attention_mask(mask)
         for i in range(c.n_layers):
             name = f"transformer.layer.{i}"
+            x = x.builder.tap("hidden_states", x)
             a = multi_head_attention(x, f"{name}.attention", c.dim, c.n_heads, m, names=("q_lin", "k_lin", "v_lin"))
             x = layer_norm(linear(a, f"{name}.attention.out_lin", c.dim, c.dim) + x, f"{name}.sa_layer_norm", c.dim, EPS)
             h = feed_forward(x, f"{name}.ffn.lin1", f"{name}.ffn.lin2", c.dim, c.hidden_dim, c.activation)
             x = layer_norm(h + x, f"{name}.output_layer_norm", c.dim, EPS)
-        return {"last_hidden_state": x}
+        return {"last_hidden_state": x.builder.tap("hidden_states", x)}
 
     def _pre_classified(self, states: dict[str, Tensor]) -> Tensor:
         dim = self.config.dim

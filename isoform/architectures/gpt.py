@@ -57,6 +57,7 @@ class OpenAIGPT(GPT2):
     def decoder(self, x: Tensor, positions: Tensor, attend: CausalAttention) -> Tensor:
         dim, eps = self.hidden_size, self.config.layer_norm_epsilon
         for i in range(self.num_layers):
+            x = x.builder.tap("hidden_states", x)
             x = layer_norm(x + self.attention(x, i, attend), f"h.{i}.ln_1", dim, eps)
             x = layer_norm(x + self.mlp(x, i), f"h.{i}.ln_2", dim, eps)
-        return x
+        return x.builder.tap("hidden_states", x)

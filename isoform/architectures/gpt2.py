@@ -76,31 +76,38 @@ class GPT2(CausalLM):
 
     def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
         vocab, dim, wte = self.vocab_size, self.hidden_size, self.word_embeddings
-        return embedding(ids, wte, vocab, dim) + embedding(positions, self.position_embeddings, self.max_length, dim)
+        return (ids.builder.tap("inputs_embeds", embedding(ids, wte, vocab, dim, vocab_parallel=True))
+                + embedding(positions, self.position_embeddings, self.max_length, dim))
 
     def attention_scale(self, layer: int) -> float:
         scale = (self.hidden_size // self.num_heads) ** -0.5 if self.config.scale_attn_weights else 1.0
         return scale / (layer + 1) if self.config.scale_attn_by_inverse_layer_idx else scale
 
     def attention(self, x: Tensor, i: int, attend: CausalAttention) -> Tensor:
-        """Fused ``c_attn`` projection, split into q, k, v by slicing; ``c_proj`` output."""
+        """Fused ``c_attn`` projection, split into q, k, v by slicing; ``c_proj`` output. Tensor parallel:
+        ``c_attn`` is column-split like any q/k/v projection, though a shard of the fused [q|k|v] columns
+        is not a set of heads of each of q, k and v (that would take a mesh-dependent column permutation
+        at load), so GSPMD reshards the three slices: results are exact, the layout costs communication.
+        ``c_proj`` is row-split."""
         dim = self.hidden_size
-        qkv = linear(x, f"h.{i}.attn.c_attn", dim, 3 * dim)
+        qkv = linear(x, f"h.{i}.attn.c_attn", dim, 3 * dim, shard="column")
         q, k, v = (split_heads(qkv[..., j * dim:(j + 1) * dim], self.num_heads) for j in range(3))
         out = merge_heads(attend(q, k, v, i, scale=self.attention_scale(i)))
-        return linear(out, f"h.{i}.attn.c_proj", dim, dim)
+        return linear(out, f"h.{i}.attn.c_proj", dim, dim, shard="row")
 
     def mlp(self, x: Tensor, i: int) -> Tensor:
         dim, inner = self.hidden_size, self.inner_size
-        return linear(activation(self.act)(linear(x, f"h.{i}.mlp.c_fc", dim, inner)), f"h.{i}.mlp.c_proj", inner, dim)
+        h = activation(self.act)(linear(x, f"h.{i}.mlp.c_fc", dim, inner, shard="column"))
+        return linear(h, f"h.{i}.mlp.c_proj", inner, dim, shard="row")
 
     def decoder(self, x: Tensor, positions: Tensor, attend: CausalAttention) -> Tensor:
         """Pre-LN blocks ``x += attn(ln_1(x)); x += mlp(ln_2(x))``, then ``ln_f``."""
         dim, eps = self.hidden_size, self.config.layer_norm_epsilon
         for i in range(self.num_layers):
+            x = x.builder.tap("hidden_states", x)
             x = x + self.attention(layer_norm(x, f"h.{i}.ln_1", dim, eps), i, attend)
             x = x + self.mlp(layer_norm(x, f"h.{i}.ln_2", dim, eps), i)
-        return layer_norm(x, "ln_f", dim, eps)
+        return x.builder.tap("hidden_states", layer_norm(x, "ln_f", dim, eps))
 
     def backbone_rules(self) -> list[Rule]:
         embeddings = (f"{self.word_embeddings}.weight", f"{self.position_embeddings}.weight")

@@ -19,7 +19,7 @@ finite. `Inputs.complete` fills the defaults of optional inputs left out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -67,14 +67,26 @@ class Limit(NamedTuple):
     key: str  # the config key it comes from
 
 
+@dataclass(frozen=True)
+class Filled:
+    """A default: ``value`` (i64) in the shape of input ``like``, or of its first ``rank`` dims."""
+
+    like: str
+    value: int
+    rank: int | None = None
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.full(arrays[self.like].shape[:self.rank], self.value, np.int64)
+
+
 def ones_like(name: str) -> Default:
     """Default of a mask: all ones in the shape of input ``name``."""
-    return lambda arrays: np.ones(arrays[name].shape, np.int64)
+    return Filled(name, 1)
 
 
 def zeros_like(name: str) -> Default:
     """Default of token types and similar: zeros in the shape of input ``name``."""
-    return lambda arrays: np.zeros(arrays[name].shape, np.int64)
+    return Filled(name, 0)
 
 
 def token_ids(name: str, shape: tuple[Dim, ...], vocab_size: int, pad: int, default: Default | None = None) -> InputSpec:
@@ -100,6 +112,27 @@ class Inputs:
 
     def __getitem__(self, name: str) -> InputSpec:
         return next(s for s in self.specs if s.name == name)
+
+    def replacing(self, name: str, spec: InputSpec) -> Inputs:
+        """These inputs with input ``name`` replaced by ``spec`` (``input_ids`` by ``inputs_embeds``):
+        defaults shaped like ``name`` take the shape of ``spec``'s leading dims; defaults computed some
+        other way (they may read ``name``) make their inputs required."""
+        old = self[name]
+
+        def retarget(s: InputSpec) -> InputSpec:
+            if s.name == name:
+                return spec
+            if s.default is None or (isinstance(s.default, Filled) and s.default.like != name):
+                return s
+            if isinstance(s.default, Filled):
+                return replace(s, default=Filled(spec.name, s.default.value, len(old.shape)))
+            return replace(s, default=None)
+
+        return Inputs([retarget(s) for s in self.specs], self.limits)
+
+    def adding(self, spec: InputSpec) -> Inputs:
+        """These inputs and ``spec``, last."""
+        return Inputs([*self.specs, spec], self.limits)
 
     def check(self, arrays: Mapping[str, np.ndarray], *, partial: bool = False) -> dict[str, int]:
         """Check the given ``arrays`` (a subset of the inputs is fine unless a required one is left out, or

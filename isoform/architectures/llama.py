@@ -139,32 +139,35 @@ class Llama(CausalLM):
         return self.config.attention_bias, self.config.attention_bias, self.config.mlp_bias
 
     def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
-        return embedding(ids, "embed_tokens", self.config.vocab_size, self.config.hidden_size)
+        x = embedding(ids, "embed_tokens", self.config.vocab_size, self.config.hidden_size, vocab_parallel=True)
+        return ids.builder.tap("inputs_embeds", x)
 
     def attention(self, x: Tensor, i: int, rotary: tuple[Tensor, Tensor], attend: CausalAttention) -> Tensor:
         c, name, qkv_bias = self.config, f"layers.{i}.self_attn", self.biases[0]
         d, heads, kv = c.dim_per_head, c.num_attention_heads, c.kv_heads
-        q = split_heads(linear(x, f"{name}.q_proj", c.hidden_size, heads * d, bias=qkv_bias), heads)
-        k = split_heads(linear(x, f"{name}.k_proj", c.hidden_size, kv * d, bias=qkv_bias), kv)
-        v = split_heads(linear(x, f"{name}.v_proj", c.hidden_size, kv * d, bias=qkv_bias), kv)
+        q = split_heads(linear(x, f"{name}.q_proj", c.hidden_size, heads * d, bias=qkv_bias, shard="column"), heads)
+        k = split_heads(linear(x, f"{name}.k_proj", c.hidden_size, kv * d, bias=qkv_bias, shard="column"), kv)
+        v = split_heads(linear(x, f"{name}.v_proj", c.hidden_size, kv * d, bias=qkv_bias, shard="column"), kv)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         out = merge_heads(attend(q, k, v, i, window=c.window(i)))
-        return linear(out, f"{name}.o_proj", heads * d, c.hidden_size, bias=self.biases[1])
+        return linear(out, f"{name}.o_proj", heads * d, c.hidden_size, bias=self.biases[1], shard="row")
 
     def mlp(self, x: Tensor, i: int) -> Tensor:
         c, name, bias = self.config, f"layers.{i}.mlp", self.biases[2]
-        gate = activation(c.hidden_act)(linear(x, f"{name}.gate_proj", c.hidden_size, c.intermediate_size, bias=bias))
-        up = linear(x, f"{name}.up_proj", c.hidden_size, c.intermediate_size, bias=bias)
-        return linear(gate * up, f"{name}.down_proj", c.intermediate_size, c.hidden_size, bias=bias)
+        gate = linear(x, f"{name}.gate_proj", c.hidden_size, c.intermediate_size, bias=bias, shard="column")
+        up = linear(x, f"{name}.up_proj", c.hidden_size, c.intermediate_size, bias=bias, shard="column")
+        return linear(activation(c.hidden_act)(gate) * up, f"{name}.down_proj", c.intermediate_size, c.hidden_size,
+                      bias=bias, shard="row")
 
     def decoder(self, x: Tensor, positions: Tensor, attend: CausalAttention) -> Tensor:
         c = self.config
         rotary = rotary_embedding(positions, c.rope, x.dtype)
         for i in range(c.num_hidden_layers):
+            x = x.builder.tap("hidden_states", x)
             x = x + self.attention(rms_norm(x, f"layers.{i}.input_layernorm", c.hidden_size, c.rms_norm_eps), i,
                                    rotary, attend)
             x = x + self.mlp(rms_norm(x, f"layers.{i}.post_attention_layernorm", c.hidden_size, c.rms_norm_eps), i)
-        return rms_norm(x, "norm", c.hidden_size, c.rms_norm_eps)
+        return x.builder.tap("hidden_states", rms_norm(x, "norm", c.hidden_size, c.rms_norm_eps))
 
     def backbone_rules(self) -> list[Rule]:
         qkv_bias, o_bias, mlp_bias = self.biases

@@ -51,8 +51,8 @@ class MegatronBert(Bert):
         return x + feed_forward(h, f"{name}.intermediate.dense", f"{name}.output.dense", dim, c.intermediate_size,
                                 c.hidden_act)
 
-    def encoder(self, x: Tensor, mask: Tensor) -> Tensor:
-        return layer_norm(super().encoder(x, mask), "encoder.ln", self.config.hidden_size, self.config.layer_norm_eps)
+    def encoder_norm(self, x: Tensor) -> Tensor:
+        return layer_norm(x, "encoder.ln", self.config.hidden_size, self.config.layer_norm_eps)
 
     def uses_pooler(self, task: str | None) -> bool:
         return task == "pretraining" or super().uses_pooler(task)

@@ -95,8 +95,8 @@ class MPNet(Roberta):
     def encoder(self, x: Tensor, mask: Tensor) -> Tensor:
         bias = self.position_bias(mask, x.shape[1])
         for i in range(self.config.num_hidden_layers):
-            x = self.layer(x, f"encoder.layer.{i}", bias)
-        return x
+            x = self.layer(x.builder.tap("hidden_states", x), f"encoder.layer.{i}", bias)
+        return x.builder.tap("hidden_states", x)
 
     def backbone_rules(self) -> list[Rule]:
         layer = "encoder.layer.{i}"

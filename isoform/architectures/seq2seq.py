@@ -22,6 +22,20 @@ and the weight rules. `EncoderDecoder.graphs` returns three graphs from that one
   caches ``past_key_values.{i}.decoder.key``/``.value`` -> ``logits`` [batch, vocab] of the last
   position and ``present.{i}.decoder.key``/``.value`` (names: `isoform.layers.causal.cache_name`).
   `isoform.generation.Decoder` runs the last two, the encoder as its first stage.
+
+Hugging Face Optimum's ONNX layout (``seq2seq-lm``; see `isoform.backends.onnx_optimum`), one graph
+per file and named after it, with growing caches (`isoform.layers.causal`, ``past=True``):
+
+* ``"encoder_model"``: ``input_ids``, ``attention_mask`` -> ``last_hidden_state`` [batch, source, d_model];
+* ``"decoder_model"`` (the first step): ``input_ids`` [batch, seq], ``encoder_attention_mask``
+  [batch, source], ``encoder_hidden_states`` -> ``logits`` [batch, seq, vocab], ``present.{i}.decoder.*``
+  (this call's self-attention keys/values) and ``present.{i}.encoder.*`` (the cross keys/values);
+* ``"decoder_with_past_model"``: ``input_ids``, ``encoder_attention_mask`` and
+  ``past_key_values.{i}.decoder.*`` [batch, heads, past, head_dim] / ``...{i}.encoder.*`` ->
+  ``logits`` and ``present.{i}.decoder.*`` (the past with this call's appended).
+
+Their decoders have no padding mask of their own (Optimum passes none: every row starts at
+``decoder_start_token_id``).
 """
 
 from __future__ import annotations
@@ -33,14 +47,16 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..ir import Graph, GraphBuilder, Tensor, fn
+from ..ir import dims as D
 from ..ir.dtypes import DType, as_dtype
 from ..layers import linear
-from ..layers.causal import PAST, PRESENT, CausalAttention
+from ..layers.causal import PAST, PAST_DIM, PRESENT, CausalAttention
 from ..layers.seq2seq import CrossAttention, cross_cache_name
 from .base import Architecture
 from .inputs import Inputs, attention_mask, token_ids
 
-Part = Literal["forward", "encoder", "decoder"]
+Part = Literal["forward", "encoder", "decoder", "encoder_model", "decoder_model", "decoder_with_past_model"]
+OPTIMUM_PARTS: tuple[Part, ...] = ("encoder_model", "decoder_model", "decoder_with_past_model")
 
 
 class EncoderDecoder(Architecture):
@@ -108,8 +124,11 @@ class EncoderDecoder(Architecture):
         return {part: self.build(task, dtype, part=part) for part in parts}
 
     def build(self, task: str | None = None, dtype: DType | str = "float32", *, part: Part = "forward") -> Graph:
-        """The task graph, or (``seq2seq-lm``) the encoder / cached decoder graphs of generation."""
+        """The task graph, or (``seq2seq-lm``) the encoder / cached decoder graphs of generation, or
+        the graphs of Optimum's layout (`OPTIMUM_PARTS`)."""
         self.check_task(task)
+        if part not in ("forward", "encoder", "decoder", *OPTIMUM_PARTS):
+            raise ConfigError(f"unknown graph part {part!r}: forward, encoder, decoder or one of {OPTIMUM_PARTS}")
         if part != "forward" and task != "seq2seq-lm":
             raise ConfigError(f"the {part!r} graph of generation exists for task 'seq2seq-lm' only, not {task!r}")
         suffix = "" if part == "forward" else f":{part}"
@@ -126,15 +145,22 @@ class EncoderDecoder(Architecture):
                 g.output("encoder_attention_mask", self.cross_mask(mask, states))
         elif part == "decoder":
             self._decoder(g)
+        elif part == "encoder_model":
+            source, mask = (spec.declare(g) for spec in self.input_specs(task).specs[:2])
+            g.output("last_hidden_state", self.encode(source, mask))
+        elif part in OPTIMUM_PARTS:
+            self._optimum_decoder(g, past=part == "decoder_with_past_model")
         else:
             self._forward(g, task)
         return g.build()
 
     def _forward(self, g: GraphBuilder, task: str | None) -> None:
         ids, mask, dec_ids, dec_mask = (spec.declare(g) for spec in self.input_specs(task).specs)
-        states = self.encode(ids, mask)
+        with g.tap_scope("encoder"):  # taps named as transformers: encoder_hidden_states, decoder_attentions, ...
+            states = self.encode(ids, mask)
         cross = CrossAttention(self.cross_mask(mask, states), lambda i: self.cross_kv(states, i))
-        x = self.decode(dec_ids, None, CausalAttention(dec_mask), cross)
+        with g.tap_scope("decoder"):
+            x = self.decode(dec_ids, None, CausalAttention(dec_mask), cross)
         if task is None:
             outputs = {"last_hidden_state": x}
         elif task == "seq2seq-lm":
@@ -162,6 +188,36 @@ class EncoderDecoder(Architecture):
         g.output("logits", self.lm_logits(x[:, -1]))
         for name, t in attend.caches.items():
             g.output(name, t)
+
+    def _optimum_decoder(self, g: GraphBuilder, past: bool) -> None:
+        """Optimum's ``decoder_model`` (``past=False``) or ``decoder_with_past_model``; see the module docstring."""
+        ids = g.input("input_ids", ["batch", "seq"], "i64")
+        cross_mask = g.input("encoder_attention_mask", ["batch", "source"], "i64")
+        keys = D.add(PAST_DIM, "seq") if past else "seq"
+        ones = g.add("broadcast_to", g.constant(1, "i64"), shape=[ids.shape[0], keys])
+        attend = CausalAttention(ones, part="decoder", past=past, present=not past)
+        if past:
+            heads, head_dim = self.cross_shape
+
+            def kv(i: int) -> tuple[Tensor, Tensor]:
+                return tuple(g.input(cross_cache_name(PAST, i, n), ["batch", heads, "source", head_dim], g.dtype)
+                             for n in ("key", "value"))
+        else:
+            states = g.input("encoder_hidden_states", ["batch", "source", self.d_model], g.dtype)
+            cross_kv: dict[int, tuple[Tensor, Tensor]] = {}
+
+            def kv(i: int) -> tuple[Tensor, Tensor]:
+                cross_kv[i] = self.cross_kv(states, i)
+                return cross_kv[i]
+
+        x = self.decode(ids, attend.offset, attend, CrossAttention(cross_mask, kv))
+        g.output("logits", self.lm_logits(x))
+        for name, t in attend.caches.items():
+            g.output(name, t)
+        if not past:
+            for i, (k, v) in sorted(cross_kv.items()):
+                g.output(cross_cache_name(PRESENT, i, "key"), k)
+                g.output(cross_cache_name(PRESENT, i, "value"), v)
 
     def classify(self, x: Tensor, ids: Tensor) -> Tensor:
         """transformers' ``*ForSequenceClassification`` of BART and T5: ``classification_head``

@@ -126,7 +126,7 @@ class T5(EncoderDecoder):
     # -- stacks ---------------------------------------------------------------------------------
     def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
         c, g = self.config, ids.builder
-        x = embedding(ids, "shared", c.vocab_size, c.d_model)
+        x = g.tap("inputs_embeds", embedding(ids, "shared", c.vocab_size, c.d_model))
         pos = g.add("iota", shape=[ids.shape[1]], axis=0, dtype="i64")
         low = g.constant(g.dtype.lowest, g.dtype)
         keep = fn.ne(mask, g.constant(0, mask.dtype)).reshape(mask.shape[0], 1, 1, mask.shape[1])
@@ -134,11 +134,11 @@ class T5(EncoderDecoder):
         for i in range(c.num_layers):
             name = f"encoder.block.{i}.layer"
             attn = f"{name}.0.SelfAttention"
-            h = self.norm(x, f"{name}.0.layer_norm")
+            h = self.norm(g.tap("hidden_states", x), f"{name}.0.layer_norm")
             q, k, v = (self.project(h, attn, n) for n in "qkv")
-            x = x + self.out(fn.attention(q, k, v, scores, scale=1.0), attn)
+            x = x + self.out(g.tap("attentions", fn.attention(q, k, v, scores, scale=1.0)), attn)
             x = self.feed_forward(x, f"{name}.1")
-        return self.norm(x, "encoder.final_layer_norm")
+        return g.tap("hidden_states", self.norm(x, "encoder.final_layer_norm"))
 
     def cross_kv(self, states: Tensor, layer: int) -> tuple[Tensor, Tensor]:
         name = f"decoder.block.{layer}.layer.1.EncDecAttention"
@@ -146,20 +146,20 @@ class T5(EncoderDecoder):
 
     def decode(self, ids: Tensor, offset: Tensor | None, attend: CausalAttention, cross: CrossAttention) -> Tensor:
         c, g = self.config, ids.builder
-        x = embedding(ids, "shared", c.vocab_size, c.d_model)
+        x = g.tap("inputs_embeds", embedding(ids, "shared", c.vocab_size, c.d_model))
         queries = g.add("iota", shape=[ids.shape[1]], axis=0, dtype="i64")
         keys = g.add("iota", shape=[attend.key_length], axis=0, dtype="i64")
         bias = self.bias("decoder", queries if offset is None else queries + offset, keys)
         for i in range(c.decoder_layers):
             name = f"decoder.block.{i}.layer"
             attn, enc = f"{name}.0.SelfAttention", f"{name}.1.EncDecAttention"
-            h = self.norm(x, f"{name}.0.layer_norm")
+            h = self.norm(g.tap("hidden_states", x), f"{name}.0.layer_norm")
             q, k, v = (self.project(h, attn, n) for n in "qkv")
             x = x + self.out(attend(q, k, v, i, bias=bias, scale=1.0), attn)
             h = self.norm(x, f"{name}.1.layer_norm")
             x = x + self.out(cross(self.project(h, enc, "q"), i, scale=1.0), enc)
             x = self.feed_forward(x, f"{name}.2")
-        return self.norm(x, "decoder.final_layer_norm")
+        return g.tap("hidden_states", self.norm(x, "decoder.final_layer_norm"))
 
     own_lm_head = False  # T5ForConditionalGeneration checkpoints may carry an untied lm_head
 

@@ -86,7 +86,7 @@ class ViT(VisionEncoder):
         h = layer_norm(x, f"{name}.layernorm_before", dim, c.layer_norm_eps)
         q, k, v = (split_heads(linear(h, f"{name}.attention.attention.{n}", dim, dim, bias=c.qkv_bias), c.num_attention_heads)
                    for n in ("query", "key", "value"))
-        x = x + linear(merge_heads(fn.attention(q, k, v)), f"{name}.attention.output.dense", dim, dim)
+        x = x + linear(merge_heads(x.builder.tap("attentions", fn.attention(q, k, v))), f"{name}.attention.output.dense", dim, dim)
         h = layer_norm(x, f"{name}.layernorm_after", dim, c.layer_norm_eps)
         return x + feed_forward(h, f"{name}.intermediate.dense", f"{name}.output.dense", dim, c.intermediate_size, c.hidden_act)
 
@@ -94,8 +94,8 @@ class ViT(VisionEncoder):
         c = self.config
         x = self.embeddings(pixels, masked)
         for i in range(c.num_hidden_layers):
-            x = self.layer(x, f"encoder.layer.{i}")
-        x = layer_norm(x, "layernorm", c.hidden_size, c.layer_norm_eps)
+            x = self.layer(x.builder.tap("hidden_states", x), f"encoder.layer.{i}")
+        x = layer_norm(x.builder.tap("hidden_states", x), "layernorm", c.hidden_size, c.layer_norm_eps)
         out = {"last_hidden_state": x}
         if pooler:
             size = c.pooler_output_size or c.hidden_size

@@ -187,7 +187,8 @@ class Wav2Vec2(AudioEncoder):
     def attention(self, x: Tensor, name: str, keys: Tensor) -> Tensor:
         c, dim = self.config, self.config.hidden_size
         q, k, v = (split_heads(linear(x, f"{name}.attention.{n}_proj", dim, dim), c.num_attention_heads) for n in "qkv")
-        return linear(merge_heads(fn.attention(q, k, v, keys)), f"{name}.attention.out_proj", dim, dim)
+        return linear(merge_heads(x.builder.tap("attentions", fn.attention(q, k, v, keys))), f"{name}.attention.out_proj",
+                      dim, dim)
 
     def feed_forward(self, x: Tensor, name: str) -> Tensor:
         c = self.config
@@ -219,8 +220,9 @@ class Wav2Vec2(AudioEncoder):
         keys = frames.reshape(b, 1, 1, t)
         layers = [x]
         for i in range(c.num_hidden_layers):
-            x = self.layer(x, i, keys)
+            x = self.layer(x.builder.tap("hidden_states", x), i, keys)
             layers.append(x)
+        x = x.builder.tap("hidden_states", x)  # before the norm, as transformers records it
         if c.do_stable_layer_norm:
             x = layer_norm(x, "encoder.layer_norm", dim, c.layer_norm_eps)
         return x, layers

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, InputError
-from ..ir import Graph, decompose, dims, get_op
+from ..ir import Graph, Value, decompose, dims, get_op
 from ..ir.dtypes import DType
 from ..ir.registry import in_f32
 
@@ -82,6 +82,11 @@ class Backend:
 
     def to_numpy(self, x: Any) -> np.ndarray:
         raise NotImplementedError
+
+    def param_to_native(self, param: Value, array: Any) -> Any:
+        """The native array of graph parameter ``param`` holding ``array``: `to_native` in its dtype;
+        backends over a device mesh override it to lay the parameter out by its sharding."""
+        return self.to_native(array, param.dtype)
 
     def __repr__(self) -> str:
         return f"<isoform backend {self.name!r}>"

@@ -4,6 +4,7 @@
     program.params                      # {param name: jax.Array}: a pytree for jax.grad / optax
     program.fn(program.params, inputs)  # pure and jitted: dict of inputs -> dict of outputs
     program(**inputs)                   # checks inputs (InputError), casts them, calls fn
+    backend.sharded(mesh).compile(...)  # over a jax.sharding.Mesh: see `isoform.backends.jax_mesh`
 
 Inputs are NumPy or jax arrays (nested lists work, but each list structure traces anew). They are
 checked (`InputError`) and cast to their declared dtypes inside the traced function, so each new
@@ -38,7 +39,7 @@ import numpy as np
 from jax import lax
 
 from ..errors import BackendError
-from ..ir import Graph
+from ..ir import Graph, Value
 from ..ir.dtypes import DType
 from .base import Backend, Casts, Program, check_inputs, check_params, generate
 
@@ -57,9 +58,25 @@ class JaxBackend(Backend):
     static_shapes = True
     extra = "jax"
 
+    layout: Any = None  # a `jax_mesh.MeshLayout` on a `sharded` backend
+
     def compile(self, graph: Graph, params: Mapping[str, Any]) -> JaxProgram:
         check_params(self.name, graph, params)
+        if self.layout is not None:
+            from .jax_mesh import ShardedJaxProgram
+
+            return ShardedJaxProgram(self, graph, params)
         return JaxProgram(self, graph, params)
+
+    def sharded(self, mesh: jax.sharding.Mesh, axis_names: Mapping[str, str] | None = None) -> JaxBackend:
+        """This backend over the devices of ``mesh``: parameters split by the graph's sharding annotations,
+        batches over its ``"data"`` axis (``axis_names`` maps the logical ``"data"``/``"model"`` axes to
+        other mesh axis names); see `isoform.backends.jax_mesh`. BackendError for a bad mesh or mapping."""
+        from .jax_mesh import MeshLayout
+
+        placed = copy.copy(self)
+        placed.device, placed.layout = None, MeshLayout(mesh, axis_names)
+        return placed
 
     def on(self, device: Any) -> JaxBackend:
         """This backend with parameters on ``device`` (a `jax.Device`, or ``"cpu"``, ``"gpu:1"``, ``"tpu"``:
@@ -80,7 +97,14 @@ class JaxBackend(Backend):
         placed.device = where
         return placed
 
+    def param_to_native(self, param: Value, array: Any) -> jax.Array:
+        if self.layout is not None:
+            return self.layout.place(array, jax_dtype(param.dtype), param)
+        return self.to_native(array, param.dtype)
+
     def to_native(self, array: Any, dtype: DType) -> jax.Array:
+        if self.layout is not None:  # replicated over the mesh
+            return self.layout.place(array, jax_dtype(dtype), None)
         if isinstance(array, np.ndarray):
             # jax.device_put adopts a 64-byte-aligned host buffer on CPU: one synchronous copy into
             # such a buffer (jnp.asarray would copy again, later, and fragment the heap while loading)
@@ -97,7 +121,7 @@ class JaxProgram(Program):
 
     def __init__(self, backend: JaxBackend, graph: Graph, params: Mapping[str, Any]):
         super().__init__(backend, graph)
-        self.params: dict[str, jax.Array] = {p.name: backend.to_native(params[p.name], p.dtype) for p in graph.params}
+        self.params: dict[str, jax.Array] = {p.name: backend.param_to_native(p, params[p.name]) for p in graph.params}
         self.compile_count = 0
         run = generate(backend.prepare(graph), backend.lowerings, casts=_CASTS)
         dtypes = [(v.name, jax_dtype(v.dtype)) for v in graph.inputs]
@@ -111,10 +135,18 @@ class JaxProgram(Program):
             self.compile_count += 1
             return run(params, {name: inputs[name].astype(dt) for name, dt in dtypes}, env)
 
-        self.fn: Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]] = jax.jit(traced)
+        self.fn: Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]] = self._jit(traced)
+
+    def _jit(self, traced: Callable[..., Any]) -> Callable[..., Any]:
+        return jax.jit(traced)
 
     def __call__(self, **inputs: Any) -> dict[str, jax.Array]:
         return self.fn(self.params, inputs)
+
+    training = False  # set by `train`; no op of the IR behaves differently in training yet (no dropout)
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
 
     def warmup(self, **example_inputs: Any) -> float:
         """Trace and compile for the shapes of `example_inputs` (arrays, or `jax.ShapeDtypeStruct`s

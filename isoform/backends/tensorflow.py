@@ -7,23 +7,25 @@ attributes arrive as mixes of Python ints and such scalars. Calls go to the trac
 (less dispatch than the `tf.function`). It runs without XLA by default (`jit_compile=False`): on CPU,
 XLA recompiles for every new input shape and was not faster on a BERT-sized block.
 
-Natively lowered composites: softmax, log_softmax, gelu, sigmoid, silu (`tf.nn`), layer_norm
-(`tf.nn.moments`) and attention (matmul with `transpose_b`, masking, softmax: TF has no fused CPU
-kernel; this is as fast as the decomposition and skips its transposes). rms_norm is decomposed.
+Natively lowered composites: softmax, log_softmax, gelu, sigmoid, silu (`tf.nn`; exact gelu with
+one big temporary fewer than `tf.nn.gelu`), layer_norm (`tf.nn.moments`) and attention (matmul with
+`transpose_b` of the scaled queries, masking, softmax: TF has no fused CPU kernel; this is as fast as
+the decomposition and skips its transposes). rms_norm is decomposed.
 Projections ([..., K] @ [K, N]) run as one 2-d MatMul over flattened rows: TF's broadcasting BatchMatMul
 took 1.5x transformers' time on BERT-base at batch 8, the 2-d kernel 1.0x.
 
 Half precision follows `OpDef.half` (`base.Casts`): "upcast" ops given f16/bf16 values compute in
 f32 and round once, as the NumPy reference does. Workarounds for CPU kernels: conv runs channels-last
-(no NCHW on CPU), 3-d grouped conv runs one conv per group, stride with dilation strides by slicing,
-order comparisons of bools compare as int8, and dynamic_update_slice pads the update and selects it
-(no CPU kernel without XLA).
+(no NCHW on CPU) and so do the pointwise ops, norms and transposes between convs (`channels_last`: a
+conv stack such as Wav2Vec2's feature encoder transposes its activations once, not around every conv;
+Wav2Vec2-base on 10 s of audio 2.08 -> 1.80 s per call), 3-d grouped conv runs one conv per group,
+stride with dilation strides by slicing, order comparisons of bools compare as int8, and
+dynamic_update_slice pads the update and selects it (no CPU kernel without XLA).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -31,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of user output
-import tensorflow as tf
-
 from ..ir import Graph
 from ..ir.dtypes import DType
+from . import quiet_tensorflow
 from .base import Backend, Casts, Lowering, Program, check_inputs, check_params, generate, symbol_sizes
+
+quiet_tensorflow()  # also when this module is imported directly, not through backends.get
+import tensorflow as tf  # noqa: E402
 
 _TF = {DType.f32: tf.float32, DType.f16: tf.float16, DType.bf16: tf.bfloat16, DType.i32: tf.int32,
        DType.i64: tf.int64, DType.bool: tf.bool}
@@ -91,7 +94,8 @@ class TensorflowProgram(Program):
         self.module = self.params = tf.Module(name=re.sub(r"\W", "_", graph.name))
         self.module.variables_by_name = variables = {p.name: _variable(params[p.name], p.name, p.dtype)
                                                      for p in graph.params}
-        run = generate(backend.prepare(graph), backend.lowerings, casts=_CASTS)
+        prepared = backend.prepare(graph)
+        run = generate(prepared, backend.lowerings, casts=_CASTS, overrides=channels_last(prepared))
         names = [v.name for v in graph.inputs]
 
         def forward(*args: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -104,6 +108,11 @@ class TensorflowProgram(Program):
                                                           jit_compile=backend.jit_compile, autograph=False)
         self._inputs = [(v.name, _TF[v.dtype], v.dtype.numpy) for v in graph.inputs]
         self._traced: Callable[..., dict[str, tf.Tensor]] | None = None
+
+    training = False  # set by `train`; no op of the IR behaves differently in training yet (no dropout)
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
 
     def warmup(self, **example_inputs: Any) -> float:
         """Trace the function now (one trace serves all input sizes) and, given example inputs, run it
@@ -155,14 +164,15 @@ def _shape(dims: Any) -> Any:
 
 
 # -- elementwise -----------------------------------------------------------------------------------
-for _op, _fn in {
+_ELEMENTWISE = {
     "add": tf.add, "sub": tf.subtract, "mul": tf.multiply, "div": tf.divide, "pow": tf.pow,
     "maximum": tf.maximum, "minimum": tf.minimum, "neg": tf.negative, "abs": tf.abs, "exp": tf.exp,
     "log": tf.math.log, "sqrt": tf.sqrt, "rsqrt": tf.math.rsqrt, "tanh": tf.tanh, "erf": tf.math.erf,
     "sin": tf.sin, "cos": tf.cos, "floor": tf.floor, "eq": tf.equal, "ne": tf.not_equal,
     "logical_and": tf.logical_and, "logical_or": tf.logical_or, "logical_not": tf.logical_not,
     "where": tf.where, "sigmoid": tf.sigmoid, "silu": tf.nn.silu,
-}.items():
+}
+for _op, _fn in _ELEMENTWISE.items():
     lower(_op)(_fn)
 
 
@@ -306,10 +316,16 @@ def _matmul(a, b):
 
 @lower("conv")
 def _conv(x, w, *, stride, padding, dilation, groups):
-    """NC* conv through TF's channels-last kernels (CPU has no NCHW conv); groups follow from the
-    filter's input-channel count (1-d/2-d). TF refuses stride > 1 with dilation > 1: then stride by slicing."""
+    """NC* conv through TF's channels-last kernels (CPU has no NCHW conv): see `_conv_last`."""
+    y = _conv_last(tf.transpose(x, _to_last(len(x.shape))), w, stride=stride, padding=padding, dilation=dilation,
+                   groups=groups)
+    return tf.transpose(y, _to_first(len(y.shape)))
+
+
+def _conv_last(x, w, *, stride, padding, dilation, groups):
+    """The conv of channels-last x, channels-last out; groups follow from the filter's input-channel
+    count (1-d/2-d). TF refuses stride > 1 with dilation > 1: then stride by slicing."""
     n = len(stride)
-    x = tf.transpose(x, [0, *range(2, n + 2), 1])
     if any(lo or hi for lo, hi in padding):
         x = tf.pad(x, [[0, 0], *padding, [0, 0]])
     w = tf.transpose(w, [*range(2, n + 2), 1, 0])
@@ -322,13 +338,21 @@ def _conv(x, w, *, stride, padding, dilation, groups):
         y = tf.nn.convolution(x, w, strides=strides, padding="VALID", dilations=dilation)
     if both:
         y = y[(slice(None), *(slice(None, None, s) for s in stride))]
-    return tf.transpose(y, [0, n + 1, *range(1, n + 1)])
+    return y
 
 
 # -- composites ------------------------------------------------------------------------------------
 lower("softmax")(lambda x, *, axis: tf.nn.softmax(x, axis=axis))
 lower("log_softmax")(lambda x, *, axis: tf.nn.log_softmax(x, axis=axis))
-lower("gelu")(lambda x, *, approximate: tf.nn.gelu(x, approximate=approximate == "tanh"))
+
+
+@lower("gelu")
+def _gelu(x, *, approximate):
+    """tf.nn.gelu, the exact form as x * (erfc(-x / sqrt 2) / 2): tf.nn.gelu's (0.5 * x) * erfc(...)
+    with one big temporary fewer (halving is exact, so the values are the same)."""
+    if approximate == "tanh":
+        return tf.nn.gelu(x, approximate=True)
+    return x * (0.5 * tf.math.erfc(x * -0.7071067811865476))
 
 
 @lower("layer_norm")
@@ -347,7 +371,7 @@ def _attention(q, k, v, mask=None, *, scale, causal):
     if scale is None:
         d = q.shape[-1]
         scale = 1.0 / math.sqrt(d) if d is not None else tf.math.rsqrt(tf.cast(tf.shape(q)[-1], q.dtype))
-    s = tf.linalg.matmul(q, k, transpose_b=True) * scale
+    s = tf.linalg.matmul(q * scale, k, transpose_b=True)  # scaling q, not the larger scores: one pass fewer over them
     low = q.dtype.min
     if mask is not None:
         s = tf.where(mask, s, low) if mask.dtype == tf.bool else s + mask
@@ -355,3 +379,146 @@ def _attention(q, k, v, mask=None, *, scale, causal):
         sq, sk = tf.shape(s)[-2], tf.shape(s)[-1]
         s = tf.where(tf.range(sq)[:, None] >= tf.range(sk)[None, :], s, low)
     return tf.linalg.matmul(tf.nn.softmax(s, axis=-1), v)
+
+
+# -- channels-last layout --------------------------------------------------------------------------
+#: Ops applied element by element (NumPy broadcasting, no axis attributes): they run in any layout.
+_POINTWISE = frozenset({*_ELEMENTWISE, "lt", "le", "gt", "ge", "cast", "gelu"})
+_SMALL = 1 << 16  # elements: a static operand this small is moved channels-last at no real cost
+
+
+def _to_last(rank: int) -> list[int]:
+    """The perm moving axis 1 (channels) last: NC* -> N*C."""
+    return [0, *range(2, rank), 1]
+
+
+def _to_first(rank: int) -> list[int]:
+    """The inverse of `_to_last`: N*C -> NC*."""
+    return [0, rank - 1, *range(1, rank - 1)]
+
+
+def channels_last(graph: Graph) -> dict[int, Lowering]:
+    """Node lowerings (`generate`'s overrides) holding conv activations channels-last between convs.
+
+    The IR's conv is NC*, TF's CPU kernels N*C, so a conv alone transposes its input and output; in a
+    conv stack (an audio feature encoder, say) those transposes of big activations cost as much as
+    the norms and activations between the convs. So conv outputs stay channels-last (N*C) and so do
+    the outputs of pointwise ops, of layer_norm (over the IR's last axis) and of transposes fed by
+    them, while their other operands are small or channels-last too; a transpose that undoes the
+    layout (NC* <-> N*C, as around a positional conv) becomes free. Every other consumer, and every
+    graph output, gets the IR layout back by one transpose. Returns {} where there is no conv."""
+    if not any(node.op == "conv" for node in graph.nodes):
+        return {}
+    uses: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        for n in node.inputs:
+            if n is not None:
+                uses.setdefault(n, []).append(node.op)
+    outputs = set(graph.outputs.values())
+    last: set[str] = set()  # values held channels-last
+    overrides: dict[int, Lowering] = {}
+    for i, node in enumerate(graph.nodes):
+        held = [n is not None and n in last for n in node.inputs]
+        out = node.outputs[0]
+        rank, free = len(out.shape), out.name not in outputs
+        dtypes = [None if n is None else graph.values[n].dtype for n in node.inputs]
+        lowering = _CASTS.lowering(node.op, backend.lowerings[node.op], dtypes)
+        if node.op == "conv" and free:
+            f = _CASTS.lowering("conv", _conv_last, dtypes)
+            overrides[i] = f if held[0] else _relaid(f, [_to_last(rank), None])
+            last.add(out.name)
+        elif node.op == "transpose":
+            perm, r = list(node.attrs["perm"]), rank
+            if held[0]:
+                into_last = [_to_first(r)[perm[p]] for p in _to_last(r)]
+                if free and into_last == list(range(r)):
+                    overrides[i] = _identity
+                    last.add(out.name)
+                else:
+                    overrides[i] = _transposer([_to_first(r)[p] for p in perm])
+            elif free and rank >= 3 and uses.get(out.name) and all(op == "conv" for op in uses[out.name]):
+                overrides[i] = _transposer([perm[p] for p in _to_last(r)])  # the conv's input, channels-last
+                last.add(out.name)
+        elif free and rank >= 3 and any(held) and _relayable(graph, node, held):
+            into = [None if h or n is None else _lift(graph.values[n].shape, rank) for n, h in zip(node.inputs, held)]
+            if node.op == "layer_norm":
+                lowering = _CASTS.lowering("layer_norm", _layer_norm_last, dtypes)
+                into = [None] * len(into)
+            overrides[i] = _relaid(lowering, into)
+            last.add(out.name)
+        elif any(held):
+            overrides[i] = _relaid(lowering, [_to_first(len(graph.values[n].shape)) if h else None
+                                              for n, h in zip(node.inputs, held)])
+    return overrides
+
+
+def _relayable(graph: Graph, node: Any, held: list[bool]) -> bool:
+    """Whether `node` (with some input channels-last) can compute channels-last: a pointwise op whose
+    other operands are small, or layer_norm of a channels-last value."""
+    rank = len(node.outputs[0].shape)
+    if node.op == "layer_norm":
+        return held[0]
+    if node.op not in _POINTWISE:
+        return False
+    for n, h in zip(node.inputs, held):
+        shape = graph.values[n].shape
+        if h and len(shape) != rank:
+            return False
+        if not h and not (all(isinstance(d, int) for d in shape) and math.prod(shape) <= _SMALL):
+            return False
+    return True
+
+
+def _lift(shape: tuple[int, ...], rank: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """Moves a small static operand broadcast against rank-`rank` values channels-last."""
+    if not shape:
+        return None
+    full = [1] * (rank - len(shape)) + list(shape)
+    moved = [full[p] for p in _to_last(rank)]
+    if [d for d in full if d != 1] == [d for d in moved if d != 1]:  # as a per-channel [1, C, 1] operand
+        return lambda x: tf.reshape(x, moved)
+    return lambda x: tf.transpose(tf.reshape(x, full), _to_last(rank))
+
+
+def _relaid(f: Lowering, into: list[Any]) -> Lowering:
+    """`f` with its inputs first re-laid: by a perm (list), a function, or kept (None)."""
+
+    def call(*args, **attrs):
+        args = [a if p is None or a is None else p(a) if callable(p) else tf.transpose(a, p) for a, p in zip(args, into)]
+        return f(*args, **attrs)
+
+    return call
+
+
+def _transposer(perm: list[int]) -> Lowering:
+    """A transpose node's lowering by `perm` in place of its own (the node's attributes are ignored)."""
+    if perm == list(range(len(perm))):
+        return _identity
+    return lambda x, **_: tf.transpose(x, perm)
+
+
+def _identity(x, **_):
+    return x
+
+
+def _layer_norm_last(x, weight=None, bias=None, *, eps):
+    """layer_norm over the IR's last axis of a channels-last value (TF axis -2), as group norm of
+    conv features: the variance from the Euclidean norm of the centred values, which makes no
+    temporary of squares (`tf.nn.moments` makes one)."""
+    axis = len(x.shape) - 2
+    d = x - tf.reduce_mean(x, axis, keepdims=True)
+    var = _sum_of_squares(d, axis) / tf.cast(tf.shape(x)[axis], x.dtype)
+    y = d * tf.math.rsqrt(var + eps)
+    y = y if weight is None else y * tf.reshape(weight, [-1, 1])
+    return y if bias is None else y + tf.reshape(bias, [-1, 1])
+
+
+def _sum_of_squares(d: tf.Tensor, axis: int) -> tf.Tensor:
+    """The sum of d ** 2 along `axis` (kept) as the square of `reduce_euclidean_norm`, with the
+    gradient 2 d (the norm's own is 0 / 0 where d is all zeros, a constant channel)."""
+
+    @tf.custom_gradient
+    def squares(d):
+        return tf.square(tf.math.reduce_euclidean_norm(d, axis, keepdims=True)), lambda g: 2.0 * d * g
+
+    return squares(d)

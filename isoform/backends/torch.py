@@ -11,8 +11,9 @@ of eager torch ops (generated once by `base.generate`), with native kernels for 
 
 Parameters are nested submodules split at the dots of their graph names, so `state_dict()` and
 `load_state_dict()` use the graph's names; float parameters are `nn.Parameter`s, integer/bool ones
-buffers. `program(...)` skips autograd (inference tensors, the fast path); to train through it, set
-`program.inference_mode = False` or call `program.module(...)`. After `module.to(dtype)` the graph's
+buffers. `program(...)` skips autograd (inference tensors, the fast path); to train through it, call
+`program.train()` (`program.train(False)`: ordinary tensors under `no_grad`, as `isoform.Model` runs in eval
+mode) or `program.module(...)`. After `module.to(dtype)` the graph's
 declared float dtype maps to the new one (inputs, constants, iota and casts): `module.half()` runs
 the graph on f16 values ("upcast" ops in f32, see `OpDef.half`).
 """
@@ -227,7 +228,10 @@ def _addmm(xw: tuple[torch.Tensor, torch.Tensor], bias: torch.Tensor) -> torch.T
 
 class TorchProgram(Program):
     """A compiled graph on torch. `program(**inputs)` runs under `torch.inference_mode()` unless
-    `program.inference_mode` is False; `program.module` (also `program.params`) is the nn.Module."""
+    `program.inference_mode` is False: then it records autograd (under grad mode) if the module is in
+    training mode, else runs under `torch.no_grad()` (ordinary tensors, usable by later autograd code).
+    `program.module` (also `program.params`) is the nn.Module. `train(mode)` sets both, the rule
+    `isoform.Model` follows."""
 
     inference_mode: bool = True
 
@@ -235,11 +239,23 @@ class TorchProgram(Program):
         super().__init__(backend, graph)
         self.module = self.params = module
 
+    @property
+    def training(self) -> bool:
+        return self.module.training
+
+    def train(self, mode: bool = True) -> None:
+        """Leave the inference-mode path: record autograd (``mode``) or run under ``no_grad``."""
+        self.inference_mode = False
+        self.module.train(mode)
+
     def __call__(self, **inputs: Any) -> dict[str, torch.Tensor]:
         if self.inference_mode:
             with torch._C._InferenceMode(True):  # what torch.inference_mode() enters, minus ~1us of Python
                 return self.module._call(inputs)
-        return self.module._call(inputs)
+        if self.module.training:
+            return self.module._call(inputs)
+        with torch.no_grad():
+            return self.module._call(inputs)
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         return {p.name: np.array(self.backend.to_numpy(self.module._params[p.name])) for p in self.graph.params}

@@ -10,11 +10,20 @@ Without ``--task`` the task is the checkpoint's own (`default_task`: config.json
     isoform run ./ner --text "Ada lives in Paris"                 # ...ForTokenClassification: a label per token
     isoform run ./vit-ckpt --image cat.png                        # top-5 labels with probabilities
     isoform run ./wav2vec2-ctc --audio speech.wav                 # CTC transcription (Speech2Text: generated)
+
+With a pipeline's name as ``--task`` the text goes through `isoform.pipeline` and its result prints as
+JSON lines (a list: one line per item), as transformers' pipeline returns it:
+
+    isoform run ./bert-mlm --task fill-mask --text "Paris is the [MASK] of France." --top-k 3
+    isoform run ./ner --task ner --text "Ada lives in Paris" --aggregation-strategy simple
+    isoform run ./nli --task zero-shot-classification --text "a fine match" --labels sports,politics
+    isoform run ./minilm --task sentence-embedding --text "a sentence" -o emb.npy   # [dim] float32
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import wave
@@ -33,6 +42,9 @@ from ..generation.streaming import TextStreamer
 OPTIONS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty")
 #: Text tasks shown besides generation: the top tokens of each mask, the top labels, each token's label.
 TEXT_TASKS = ("masked-lm", "sequence-classification", "token-classification")
+#: --task values run through `isoform.pipeline` (token-classification keeps run's one-label-per-token view)
+PIPELINE_TASKS = ("fill-mask", "text-classification", "sentiment-analysis", "ner", "zero-shot-classification",
+                  "feature-extraction", "sentence-embedding")
 DTYPE_HELP = "weight dtype: float32 (default), float16, bfloat16 (or fp32, fp16, half, bf16, ...), or auto: the checkpoint's"
 
 
@@ -44,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--image", help="image file to classify (prints the top 5 labels)")
     what.add_argument("--audio", help="WAV file to transcribe (PCM; stereo is averaged)")
     p.add_argument("--task", default=None, help="task head to run (default: the checkpoint's, from config.json's "
-                   "architectures; generation for an LM)")
+                   f"architectures; generation for an LM), or a pipeline printing JSON: {', '.join(PIPELINE_TASKS)}")
     p.add_argument("--backend", default="numpy", help="numpy, torch, jax, tensorflow or onnxruntime (default: numpy)")
     p.add_argument("--dtype", default="float32", help=DTYPE_HELP)
     p.add_argument("--device", default=None, help="torch: cuda, cuda:1, ...; jax: gpu, gpu:0, ... (default: the CPU)")
@@ -57,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-beams", type=int, default=None, help="beam search with this many beams (not streamed)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
     p.add_argument("--stats", action="store_true", help="print prefill time and tokens/s to stderr")
+    p.add_argument("--labels", default=None, help="zero-shot-classification: candidate labels, comma-separated")
+    p.add_argument("--aggregation-strategy", default=None, help="ner: none, simple, first, average or max")
+    p.add_argument("-o", "--output", default=None, help="feature-extraction / sentence-embedding: save the "
+                   "embeddings to this .npy file (else they print as JSON)")
 
 
 def default_task(arch: Architecture, config: Mapping[str, Any], shown: Sequence[str | None], fallback: str) -> str:
@@ -85,13 +101,16 @@ def run(args: argparse.Namespace) -> int:
         fallback = "ctc" if "ctc" in arch.tasks else "text-generation"
         shown = ("ctc", "audio-classification", arch.generative_task)
         return transcribe(args, directory, args.task or default_task(arch, config, shown, fallback))
+    if args.task in PIPELINE_TASKS:
+        return run_pipeline(args, directory)
     task = args.task or default_task(arch, config, (arch.generative_task, *TEXT_TASKS), "text-generation")
     if task == "text-generation" and arch.generative_task is None:
         named = ", ".join(config.get("architectures") or []) or "of no class (config.json names no architectures)"
         raise InputError(f"isoform run --text shows text generation and the {', '.join(TEXT_TASKS)} heads; this "
                          f"{arch.model_type} checkpoint is {named}, which generates no text: pass --task with a head it has")
     if task not in ("text-generation", arch.generative_task, *TEXT_TASKS):
-        raise InputError(f"isoform run --text shows text generation and {', '.join(TEXT_TASKS)}, not task {task!r}")
+        raise InputError(f"isoform run --text shows text generation, {', '.join(TEXT_TASKS)} and the pipelines "
+                         f"{', '.join(PIPELINE_TASKS)}, not task {task!r}")
     tokenizer = Tokenizer.load(directory)
     if task in TEXT_TASKS:
         return predict_text(args, directory, task, tokenizer)
@@ -113,6 +132,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{steps} tokens in {elapsed:.2f}s: {steps / elapsed:.1f} tok/s, {args.backend}]", file=sys.stderr)
     return 0
 
+
+def run_pipeline(args: argparse.Namespace, directory: Path) -> int:
+    """Run ``args.prompt`` through the ``args.task`` pipeline and print its result as JSON lines, or save
+    the embeddings of feature-extraction / sentence-embedding to ``args.output`` (``.npy``)."""
+    from ..pipelines import pipeline
+
+    options: dict[str, Any] = {}
+    if args.task == "zero-shot-classification":
+        if not args.labels:
+            raise InputError("zero-shot-classification needs --labels (comma-separated candidate labels)")
+        options["candidate_labels"] = args.labels
+    if args.aggregation_strategy is not None:
+        options["aggregation_strategy"] = args.aggregation_strategy
+    if args.top_k is not None:
+        options["top_k"] = args.top_k
+    embeds = args.task in ("feature-extraction", "sentence-embedding")
+    if args.output is not None and not embeds:
+        raise InputError("-o/--output saves embeddings: it goes with --task feature-extraction or sentence-embedding")
+    if args.task == "feature-extraction":
+        options["return_tensors"] = True
+    pipe = pipeline(args.task, model=directory, backend=args.backend, dtype=args.dtype, device=args.device)
+    result = pipe(args.prompt, **options)
+    if embeds and args.output is not None:
+        try:
+            np.save(args.output, np.asarray(result, dtype=np.float32))
+        except OSError as e:
+            raise InputError(f"cannot write {args.output}: {e}") from None
+        return 0
+    if embeds:
+        result = np.asarray(result).tolist()
+    for item in result if isinstance(result, list) and not embeds else [result]:
+        print(json.dumps(item, ensure_ascii=False))
+    return 0
 
 
 def predict_text(args: argparse.Namespace, directory: Path, task: str, tokenizer: Any) -> int:

@@ -5,7 +5,8 @@ and the search strategies drive it through the `IncrementalDecoder` protocol. No
 
 from .config import GenerationConfig
 from .decoder import Decoder, DecodingGraphs
+from .outputs import GenerateOutput
 from .search import IncrementalDecoder
 from .streaming import TextStreamer
 
-__all__ = ["Decoder", "DecodingGraphs", "GenerationConfig", "IncrementalDecoder", "TextStreamer"]
+__all__ = ["Decoder", "DecodingGraphs", "GenerateOutput", "GenerationConfig", "IncrementalDecoder", "TextStreamer"]

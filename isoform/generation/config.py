@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "max_length": 20, "min_length": 0, "do_sample": False, "early_stopping": False, "num_beams": 1,
     "temperature": 1.0, "top_k": 50, "top_p": 1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
     "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
-    "num_return_sequences": 1,
+    "num_return_sequences": 1, "return_dict_in_generate": False, "output_scores": False, "output_logits": False,
 }
 
 #: The value of each default option that disables it (what transformers does with ``None``).
@@ -41,6 +41,7 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "renormalize_logits": (None, False), "max_time": (None,),
     "dola_layers": (None,), "prompt_lookup_num_tokens": (None,), "watermarking_config": (None,),
     "token_healing": (None, False), "low_memory": (None, False),
+    "output_attentions": (None, False), "output_hidden_states": (None, False),
 }
 
 #: A special token id as transformers takes it: any int64 (ids outside the vocabulary, negative ones
@@ -96,6 +97,9 @@ class GenerationConfig(BaseModel):
     forced_bos_token_id: StrictInt | None = Field(None, ge=0)
     forced_eos_token_id: TokenIds | None = None
     stop_strings: str | list[str] | None = None
+    return_dict_in_generate: StrictBool | None = None
+    output_scores: StrictBool | None = None
+    output_logits: StrictBool | None = None
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -134,6 +138,28 @@ class GenerationConfig(BaseModel):
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object")
         return cls.parse(data, str(path))
+
+    @classmethod
+    def coerce(cls, value: Any) -> GenerationConfig:
+        """``generate(generation_config=...)``: an isoform or ``transformers.GenerationConfig`` or a dict
+        (InputError naming a bad value; unknown keys are kept and ignored, as in generation_config.json).
+        Only the options it sets count (transformers v5 leaves the others None): `update` puts them over
+        the model's own config, as transformers merges them."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            data = dict(value)
+        elif callable(getattr(value, "to_dict", None)) and type(value).__module__.startswith("transformers."):
+            data = value.to_dict()
+        else:
+            raise InputError(f"generation_config must be an isoform or transformers GenerationConfig or a dict, "
+                             f"got {type(value).__name__}")
+        return cls.parse({k: v for k, v in data.items() if v is not None}, "generation_config", InputError)
+
+    def update(self, other: GenerationConfig) -> GenerationConfig:
+        """A copy of this config with the options ``other`` sets (not None) over it."""
+        data = {k: v for k, v in self.model_dump().items() if v is not None}
+        return type(self).model_validate({**data, **{k: v for k, v in other.model_dump().items() if v is not None}})
 
     def save(self, directory: str | Path) -> Path:
         """Write ``directory/generation_config.json`` (the keys that are set); returns its path."""

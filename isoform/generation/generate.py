@@ -4,6 +4,13 @@ of `Model`.
 
 Everything that can be wrong with a request (options, prompt shapes, lengths, token ids) is an error
 raised before any compute, also with ``stream=True`` (the generator is returned afterwards).
+
+Streamers: an object with a ``put`` method is a transformers streamer (``transformers.TextStreamer``,
+``TextIteratorStreamer`` or any ``BaseStreamer``): it gets ``put(prompt)`` ([batch, seq] int64 NumPy: the
+left-padded prompt, or a seq2seq model's decoder start tokens), then ``put(tokens)`` ([rows] int64 NumPy)
+after every step and ``end()``, as transformers calls it (its text streamers read ``.shape`` and
+``.tolist()``, which NumPy arrays have). Any other callable is isoform's: ``streamer(tokens)`` every step,
+``end()`` after the last one if it has one.
 """
 
 from __future__ import annotations
@@ -16,19 +23,24 @@ import numpy as np
 
 from ..errors import InputError
 from .config import GenerationConfig
-from .search import IncrementalDecoder, Prompt, Search, Start, beam_search, sample
+from .outputs import GenerateOutput
+from .search import IncrementalDecoder, Prompt, Search, Start, Trace, beam_search, sample
 from .stopping import Stopping, StopStrings
 
-Streamer = Callable[[np.ndarray], Any]
+Streamer = Any  # a callable given each step's tokens, or a transformers streamer (``put`` / ``end``)
 
 
 def generate(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
              *, release: Callable[[], None] = lambda: None, stream: bool = False, streamer: Streamer | None = None,
-             seed: int | None = None, tokenizer: Any = None, **options: Any) -> np.ndarray | Iterator[np.ndarray]:
+             seed: int | None = None, tokenizer: Any = None, generation_config: Any = None,
+             **options: Any) -> np.ndarray | GenerateOutput | Iterator[np.ndarray]:
     """See `isoform.Model.generate`. ``decoder``: the model's incremental decoder, free for this call;
-    ``base``: the model's generation config; ``release()`` is called once the decoder is free again
-    (at the end, on an error, or when a stream is closed)."""
+    ``base``: the model's generation config, under ``generation_config`` (`GenerationConfig.coerce`: the
+    options it sets win) under ``options``; ``release()`` is called once the decoder is free again (at
+    the end, on an error, or when a stream is closed)."""
     try:
+        if generation_config is not None:
+            base = base.update(GenerationConfig.coerce(generation_config))
         search, prompt = _start(decoder, base, input_ids, attention_mask, stream, streamer, seed, tokenizer, options)
         config = search.config
         copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
@@ -39,13 +51,14 @@ def generate(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.
         raise
     if beams is not None:
         release()
-        return beams
-    steps = _steps(search, start, streamer, release)
+        return beams if search.trace is None else GenerateOutput(beams, search.trace, beam=True)
+    steps = _steps(search, start, prompt.sequences, streamer, release)
     if stream:
         return steps
     tokens = list(steps)
     first = np.repeat(prompt.sequences, config.num_return_sequences, axis=0)
-    return np.concatenate([first, np.stack(tokens, axis=1)], axis=1) if tokens else first
+    out = np.concatenate([first, np.stack(tokens, axis=1)], axis=1) if tokens else first
+    return out if search.trace is None else GenerateOutput(out, search.trace, beam=False)
 
 
 def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.ndarray, attention_mask: np.ndarray | None,
@@ -53,8 +66,9 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
     """Everything that can be wrong with a request is raised here, before any compute."""
     if not isinstance(stream, bool | np.bool_):
         raise InputError(f"stream must be True or False, got {stream!r}")
-    if streamer is not None and not callable(streamer):
-        raise InputError(f"streamer must be callable (given each step's tokens), got {type(streamer).__name__}")
+    if streamer is not None and not (callable(streamer) or callable(getattr(streamer, "put", None))):
+        raise InputError(f"streamer must be callable (given each step's tokens) or a transformers streamer (with "
+                         f"put/end), got {type(streamer).__name__}")
     streaming = bool(stream) or streamer is not None
     config = base.resolve(**options)
     _check_forced(config, decoder.vocab_size)
@@ -75,6 +89,9 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
                          f"{len(config.eos_ids)} eos_token_id(s)), more than the vocabulary of {decoder.vocab_size}")
     if config.stop_list and tokenizer is None:
         raise InputError("stop_strings need the model's tokenizer: generate(..., stop_strings=[...], tokenizer=tok)")
+    if config.return_dict_in_generate and stream:
+        raise InputError("return_dict_in_generate=True returns the whole result at the end: it does not combine "
+                         "with stream=True (use a streamer= instead)")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     strings = StopStrings(config.stop_list, tokenizer) if config.stop_list else None
@@ -89,14 +106,21 @@ def _start(decoder: IncrementalDecoder, base: GenerationConfig, input_ids: np.nd
         # (the padding is masked): a pad outside it (GPT-2's default eos 50256 of a tiny checkpoint) is fine
         fed = ids if 0 <= pad < decoder.vocab_size else np.where(mask == 1, ids, 0)
         prompt = Prompt(fed, mask, ids, (mask == 0).sum(1), ids)
-    return Search(decoder, config, max_new, stopping, np.random.default_rng(seed)), prompt
+    trace = None
+    if config.return_dict_in_generate:
+        trace = Trace([] if config.output_scores else None, [] if config.output_logits else None)
+    return Search(decoder, config, max_new, stopping, np.random.default_rng(seed), trace), prompt
 
 
-def _steps(search: Search, start: Start, streamer: Streamer | None, release: Callable[[], None]) -> Iterator[np.ndarray]:
+def _steps(search: Search, start: Start, prompt: np.ndarray, streamer: Streamer | None,
+           release: Callable[[], None]) -> Iterator[np.ndarray]:
+    put = getattr(streamer, "put", None)  # a transformers streamer: the prompt first, then each step's tokens
     try:
+        if put is not None:
+            put(prompt)
         for tokens in sample(search, start):
             if streamer is not None:
-                streamer(tokens)
+                (put or streamer)(tokens)
             yield tokens
         if streamer is not None and hasattr(streamer, "end"):
             streamer.end()

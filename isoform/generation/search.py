@@ -56,6 +56,23 @@ class Prompt:
 
 
 @dataclass
+class Trace:
+    """What ``return_dict_in_generate`` returns besides the sequences, recorded while searching:
+    per step the processed ``scores`` (beam search: log-probs) and raw ``logits`` [rows, vocab]
+    float32, when asked for; beam search adds ``sequences_scores`` and ``beam_indices``."""
+
+    scores: list[np.ndarray] | None
+    logits: list[np.ndarray] | None
+    sequences_scores: np.ndarray | None = None
+    beam_indices: np.ndarray | None = None
+
+    def record(self, scores: np.ndarray, logits: np.ndarray) -> None:
+        for kept, value in ((self.scores, scores), (self.logits, logits)):
+            if kept is not None:
+                kept.append(np.array(value, np.float32))  # a copy: the decoder may reuse its buffers
+
+
+@dataclass
 class Search:
     """One generation call: the decoder, the resolved config, and what every strategy needs."""
 
@@ -64,6 +81,7 @@ class Search:
     max_new_tokens: int
     stopping: Stopping
     rng: np.random.Generator
+    trace: Trace | None = None
 
     def start(self, prompt: Prompt, copies: int) -> Start:
         """Prefill once per prompt (the decoder checks the prompt first), then repeat every row
@@ -93,6 +111,8 @@ def sample(search: Search, start: Start) -> Iterator[np.ndarray]:
     unfinished = np.ones(len(sequences), bool)
     for _ in range(search.max_new_tokens):
         scores = P.apply(processors, buffer[:, :length], logits)
+        if search.trace is not None:
+            search.trace.record(scores, logits)
         tokens = _draw(scores, search.rng) if config.do_sample else scores.argmax(-1)
         if stopping.has_eos:
             tokens = np.where(unfinished, tokens, config.pad_token_id)
@@ -133,6 +153,8 @@ def beam_search(search: Search, start: Start) -> np.ndarray:
     cur = prompt_len
     while True:
         log_probs = P.apply(processors, running[:, :, :cur].reshape(batch * beams, cur), P.log_softmax(logits))
+        if search.trace is not None:
+            search.trace.record(log_probs, logits)
         log_probs = (log_probs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
 
         # c. the best `keep` continuations over all beams
@@ -177,7 +199,11 @@ def beam_search(search: Search, start: Start) -> np.ndarray:
 
     n = config.num_return_sequences
     sequences = sequences[:, :n].reshape(batch * n, max_length)
-    generated = (index[:, :n].reshape(batch * n, -1) != -1).sum(1).max()
+    index = index[:, :n].reshape(batch * n, -1)
+    generated = (index != -1).sum(1).max()
+    if search.trace is not None:
+        search.trace.sequences_scores = scores[:, :n].reshape(-1)
+        search.trace.beam_indices = index[:, :generated]
     return sequences[:, :prompt_len + generated]
 
 

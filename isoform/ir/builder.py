@@ -121,6 +121,28 @@ def checking_params(check: ParamCheck) -> Iterator[None]:
         _param_check.reset(token)
 
 
+#: Metadata key of the taps: ``{kind: [value names]}`` (see `GraphBuilder.tap`, `isoform.ir.rewrite`).
+TAPS = "taps"
+TAP_KINDS = ("hidden_states", "attentions", "cross_attentions", "inputs_embeds", "position_ids")
+
+
+TAP_SCOPES = ("encoder", "decoder", "text", "vision")
+
+
+def tap_name(scope: str | None, kind: str) -> str:
+    """A tap's name as transformers names the output or argument: ``kind`` in a decoder-only or encoder
+    graph; in an encoder-decoder, ``encoder_hidden_states``/``encoder_attentions`` (its inputs stay
+    ``inputs_embeds``), and ``decoder_<kind>`` (but ``cross_attentions``) in the decoder; in the towers of
+    a multi-tower model ``text_<kind>``, ``vision_<kind>`` (transformers nests those in ``text_model_output``, ...)."""
+    if scope in ("text", "vision"):
+        return f"{scope}_{kind}"
+    if scope == "encoder":
+        return f"encoder_{kind}" if kind in ("hidden_states", "attentions") else kind
+    if scope == "decoder" and kind != "cross_attentions":
+        return f"decoder_{kind}"
+    return kind
+
+
 def _axes(axes: int | Sequence[int]) -> list[int]:
     return [axes] if isinstance(axes, int) else list(axes)
 
@@ -141,28 +163,40 @@ class GraphBuilder:
         self._values: dict[str, Value] = {}
         self._constants: dict[tuple, Tensor] = {}
         self._counter = 0
+        self._scope: str | None = None
 
     def _tensor(self, v: Value) -> Tensor:
         return Tensor(self, v.name, v.type)
 
-    def input(self, name: str, shape: Sequence[D.Dim], dtype: DType | str) -> Tensor:
-        """Declare a graph input; dims are ints or symbolic names such as "batch"."""
-        v = Value(name, TensorType(tuple(D.canonical(d) for d in shape), as_dtype(dtype)))
+    def input(self, name: str, shape: Sequence[D.Dim], dtype: DType | str, *,
+              sharding: Sequence[str | None] | None = None) -> Tensor:
+        """Declare a graph input; dims are ints or symbolic names such as "batch". ``sharding``: the
+        logical axis of each dim (`isoform.ir.graph.Sharding`; dims named "batch" go over "data" anyway)."""
+        v = Value(name, TensorType(tuple(D.canonical(d) for d in shape), as_dtype(dtype)),
+                  None if sharding is None else tuple(sharding))
         self._declare(v)
         self._inputs.append(v)
         return self._tensor(v)
 
-    def param(self, name: str, shape: Sequence[int], dtype: DType | str | None = None) -> Tensor:
-        """Declare (or fetch, if already declared with the same type) a parameter."""
+    def param(self, name: str, shape: Sequence[int], dtype: DType | str | None = None, *,
+              sharding: Sequence[str | None] | None = None) -> Tensor:
+        """Declare (or fetch, if already declared with the same type) a parameter. ``sharding``: the
+        logical axis each dim is split over, e.g. ``(None, "model")`` (None: replicated); a fetch
+        may add a sharding to a parameter declared without one, never change it."""
         t = TensorType(tuple(int(d) for d in shape), as_dtype(dtype or self.dtype))
+        sharding = None if sharding is None else tuple(sharding)
         if name in self._params:
-            if self._params[name].type != t:
-                raise GraphError(f"parameter {name!r} declared as {self._params[name].type} and as {t}")
-            return self._tensor(self._params[name])
+            known = self._params[name]
+            if known.type != t or (None not in (sharding, known.sharding) and sharding != known.sharding):
+                raise GraphError(f"parameter {name!r} declared as {known.type} sharded {known.sharding} and as {t} "
+                                 f"sharded {sharding}")
+            if known.sharding is None and sharding is not None:
+                self._params[name] = self._values[name] = known = Value(name, t, sharding)
+            return self._tensor(known)
         check = _param_check.get()
         if check is not None:
             check(name, t.shape)
-        v = Value(name, t)
+        v = Value(name, t, sharding)
         self._declare(v)
         self._params[name] = v
         return self._tensor(v)
@@ -213,6 +247,31 @@ class GraphBuilder:
         self._nodes.append(Node(op, tuple(None if a is None else a.name for a in args), attrs, tuple(outs)))
         result = tuple(self._tensor(v) for v in outs)
         return result if opdef.num_outputs > 1 else result[0]
+
+    def tap(self, kind: str, tensor: Tensor) -> Tensor:
+        """Record ``tensor`` as a tap of ``kind`` (one of `TAP_KINDS`: a layer boundary of
+        ``hidden_states``, the output of an ``attention`` node counted in ``attentions`` /
+        ``cross_attentions``, the word-embedding lookup ``inputs_embeds``, the ``position_ids``) under
+        its `tap_name` in the current `tap_scope`, in ``metadata["taps"]``; returns ``tensor``.
+        `isoform.ir.rewrite` turns taps into outputs or inputs."""
+        if kind not in TAP_KINDS:
+            raise GraphError(f"unknown tap kind {kind!r}; kinds: {', '.join(TAP_KINDS)}")
+        if tensor.builder is not self:
+            raise GraphError(f"tap {kind!r}: %{tensor.name} belongs to another graph builder")
+        self.metadata.setdefault(TAPS, {}).setdefault(tap_name(self._scope, kind), []).append(tensor.name)
+        return tensor
+
+    @contextlib.contextmanager
+    def tap_scope(self, scope: str) -> Iterator[None]:
+        """Within the block, taps belong to the ``"encoder"`` or ``"decoder"`` of an encoder-decoder, or
+        to the ``"text"`` or ``"vision"`` tower (see `tap_name`)."""
+        if scope not in TAP_SCOPES:
+            raise GraphError(f"tap scope must be one of {', '.join(TAP_SCOPES)}, got {scope!r}")
+        outer, self._scope = self._scope, scope
+        try:
+            yield
+        finally:
+            self._scope = outer
 
     def output(self, name: str, tensor: Tensor) -> None:
         if name in self._outputs:

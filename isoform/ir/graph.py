@@ -16,12 +16,20 @@ FORMAT = "isoform.graph"
 VERSION = 1
 
 
+#: A logical partitioning: per dim, the logical mesh axis it is split over (``"model"``: tensor
+#: parallel, ``"data"``: data parallel) or None (not split). Backends with a device mesh lower it
+#: (`isoform.backends.jax`); the others ignore it.
+Sharding = tuple[str | None, ...]
+
+
 @dataclass(frozen=True)
 class Value:
-    """A named tensor in a graph: a graph input, a parameter, or a node output."""
+    """A named tensor in a graph: a graph input, a parameter, or a node output. Inputs and
+    parameters may carry a `Sharding` (None: replicated, and batch dims over ``"data"``)."""
 
     name: str
     type: TensorType
+    sharding: Sharding | None = None
 
     @property
     def shape(self) -> D.Shape:
@@ -68,10 +76,12 @@ class Graph:
             for d in v.shape:
                 if isinstance(d, str) and not d.isidentifier():
                     raise GraphError(f"input {v.name!r}: dims of graph inputs must be ints or plain names, got {d!r}")
+            _check_sharding(v, f"input {v.name!r}")
             self._define(v, f"input {v.name!r}")
         for v in self.params:
             if any(not isinstance(d, int) for d in v.shape):
                 raise GraphError(f"parameter {v.name!r}: parameter shapes must be concrete, got {D.fmt(v.shape)}")
+            _check_sharding(v, f"parameter {v.name!r}")
             self._define(v, f"parameter {v.name!r}")
         symbols = {d for v in self.inputs for d in v.shape if isinstance(d, str)}
         for i, node in enumerate(self.nodes):
@@ -122,10 +132,10 @@ class Graph:
         return {p.name for p in self.params}
 
     def __str__(self) -> str:
-        sig = ", ".join(f"%{v.name}: {v.type}" for v in self.inputs)
+        sig = ", ".join(f"%{v.name}: {v.type}{_fmt_sharding(v)}" for v in self.inputs)
         lines = [f"graph {self.name}({sig}) {{"]
         for p in self.params:
-            lines.append(f"  param p:{p.name}: {p.type}")
+            lines.append(f"  param p:{p.name}: {p.type}{_fmt_sharding(p)}")
         for node in self.nodes:
             outs = ", ".join(f"%{o.name}" for o in node.outputs)
             args = [self._ref(n) for n in node.inputs]
@@ -187,8 +197,8 @@ class Graph:
             if any(not isinstance(v, str) for v in outputs.values()):
                 raise GraphError("graph outputs must map names to value names")
             return cls(_get(data, "name", str),
-                       [_value(v, "graph inputs") for v in _get(data, "inputs", list)],
-                       [_value(v, "graph params") for v in _get(data, "params", list)],
+                       [_value(v, "graph inputs", sharded=True) for v in _get(data, "inputs", list)],
+                       [_value(v, "graph params", sharded=True) for v in _get(data, "params", list)],
                        nodes, outputs, _get(data, "metadata", dict))
         except (KeyError, TypeError, AttributeError) as e:
             raise GraphError(f"malformed graph JSON: {e!r}") from None
@@ -226,7 +236,23 @@ def _fmt_attr(v: Any) -> str:
 
 
 def _value_dict(v: Value) -> dict[str, Any]:
-    return {"name": v.name, "shape": list(v.shape), "dtype": v.type.dtype.value}
+    d = {"name": v.name, "shape": list(v.shape), "dtype": v.type.dtype.value}
+    return d if v.sharding is None else {**d, "sharding": list(v.sharding)}
+
+
+def _check_sharding(v: Value, where: str) -> None:
+    s = v.sharding
+    if s is None:
+        return
+    if not isinstance(s, tuple) or len(s) != len(v.shape):
+        raise GraphError(f"{where}: sharding {s!r} must have one entry per dim of {D.fmt(v.shape)}")
+    axes = [a for a in s if a is not None]
+    if any(not isinstance(a, str) or not a.isidentifier() for a in axes) or len(set(axes)) != len(axes):
+        raise GraphError(f"{where}: sharding {s!r} must hold distinct logical axis names (such as 'model') or None")
+
+
+def _fmt_sharding(v: Value) -> str:
+    return "" if v.sharding is None else " sharded[" + ", ".join(a or "_" for a in v.sharding) + "]"
 
 
 def _get(obj: Any, key: str, kind: type, where: str = "graph") -> Any:
@@ -237,10 +263,11 @@ def _get(obj: Any, key: str, kind: type, where: str = "graph") -> Any:
     return obj[key]
 
 
-def _value(v: Any, where: str) -> Value:
+def _value(v: Any, where: str, sharded: bool = False) -> Value:
     name = _get(v, "name", str, where)
     shape = tuple(D.canonical(d) for d in _get(v, "shape", list, f"{where} value {name!r}"))
-    return Value(name, TensorType(shape, as_dtype(_get(v, "dtype", str, f"{where} value {name!r}"))))
+    sharding = tuple(_get(v, "sharding", list, f"{where} value {name!r}")) if sharded and "sharding" in v else None
+    return Value(name, TensorType(shape, as_dtype(_get(v, "dtype", str, f"{where} value {name!r}"))), sharding)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -34,5 +34,6 @@ def multi_head_attention(x: Tensor, name: str, dim: int, heads: int, mask: Tenso
     merged context [batch, seq, dim] (the output projection is the caller's, its name varies).
     Scores are scaled by 1/sqrt(head_dim) as transformers does."""
     kv = x if context is None else context
-    q, k, v = (split_heads(linear(t, f"{name}.{n}", dim, dim), heads) for t, n in zip((x, kv, kv), names))
-    return merge_heads(fn.attention(q, k, v, mask, causal=causal))
+    q, k, v = (split_heads(linear(t, f"{name}.{n}", dim, dim, shard="column"), heads) for t, n in zip((x, kv, kv), names))
+    kind = "attentions" if context is None else "cross_attentions"
+    return merge_heads(x.builder.tap(kind, fn.attention(q, k, v, mask, causal=causal)))

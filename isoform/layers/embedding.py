@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..ir import Tensor, fn
 
 
-def embedding(ids: Tensor, name: str, num_embeddings: int, dim: int) -> Tensor:
-    """Rows of ``<name>.weight`` [num_embeddings, dim] picked by integer ``ids``: [..., dim]."""
-    table = ids.builder.param(f"{name}.weight", [num_embeddings, dim])
+def embedding(ids: Tensor, name: str, num_embeddings: int, dim: int, *, vocab_parallel: bool = False) -> Tensor:
+    """Rows of ``<name>.weight`` [num_embeddings, dim] picked by integer ``ids``: [..., dim].
+    ``vocab_parallel``: the rows split over the "model" axis (word embeddings, tied LM heads)."""
+    table = ids.builder.param(f"{name}.weight", [num_embeddings, dim], sharding=("model", None) if vocab_parallel else None)
     return fn.gather(table, ids, axis=0)
 
 

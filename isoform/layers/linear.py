@@ -16,12 +16,20 @@ from __future__ import annotations
 from ..ir import Tensor
 from ..weights import Rename, Rule, Transpose
 
+#: Tensor-parallel layouts of a linear layer (Megatron-LM's): "column" splits the output features
+#: over the "model" axis (q/k/v, up, gate; the bias split alike), "row" the input features (o, down:
+#: each device holds a partial sum; the bias is replicated). Mesh backends lower them, see `Sharding`.
+SHARDINGS = {"column": ((None, "model"), ("model",)), "row": (("model", None), None)}
 
-def linear(x: Tensor, name: str, in_features: int, out_features: int, *, bias: bool = True) -> Tensor:
-    """``x @ <name>.weight + <name>.bias`` with the weight stored ``[in_features, out_features]``."""
+
+def linear(x: Tensor, name: str, in_features: int, out_features: int, *, bias: bool = True,
+           shard: str | None = None) -> Tensor:
+    """``x @ <name>.weight + <name>.bias`` with the weight stored ``[in_features, out_features]``;
+    ``shard``: ``"column"`` or ``"row"`` (`SHARDINGS`), None: replicated."""
     g = x.builder
-    y = x @ g.param(f"{name}.weight", [in_features, out_features])
-    return y + g.param(f"{name}.bias", [out_features]) if bias else y
+    weight, bias_sharding = SHARDINGS[shard] if shard else (None, None)
+    y = x @ g.param(f"{name}.weight", [in_features, out_features], sharding=weight)
+    return y + g.param(f"{name}.bias", [out_features], sharding=bias_sharding) if bias else y
 
 
 def linear_rules(*names: str, bias: bool = True, prefixed: bool = True) -> list[Rule]:

@@ -33,4 +33,4 @@ class CrossAttention:
 
     def __call__(self, q: Tensor, layer: int, *, scale: float | None = None) -> Tensor:
         k, v = self.kv(layer)
-        return fn.attention(q, k, v, self.keep, scale=scale)
+        return q.builder.tap("cross_attentions", fn.attention(q, k, v, self.keep, scale=scale))

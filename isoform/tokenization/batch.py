@@ -41,6 +41,26 @@ class BatchEncoding(dict):
         """Which input sequence (0, 1 or ``None`` for special tokens) each token of row ``index`` came from."""
         return self.encodings[index].sequence_ids
 
+    def convert_to_tensors(self, tensor_type: str | None = None, prepend_batch_axis: bool = False) -> BatchEncoding:
+        """Make every value a ``tensor_type`` (``"np"``, ``"pt"``, ``"jax"``, ``"tf"``) tensor, in place (None:
+        leave them); ``prepend_batch_axis`` makes one unbatched row a batch of one. Returns ``self``."""
+        if tensor_type is None:
+            return self
+        rows = {k: v.tolist() if hasattr(v, "tolist") else np.asarray(v).tolist() for k, v in self.items()}
+        self.update(to_tensors({k: [v] for k, v in rows.items()} if prepend_batch_axis else rows, tensor_type))
+        return self
+
+    def to(self, device: Any, *, non_blocking: bool = False) -> BatchEncoding:
+        """Move the torch tensors (``return_tensors="pt"``) to ``device`` (``"cuda"``, an index, a
+        ``torch.device``), in place, as transformers; other values stay as they are. Returns ``self``."""
+        if not isinstance(device, str | int) and type(device).__name__ != "device":
+            raise TokenizerError(f"BatchEncoding.to takes a torch device (a str, int or torch.device), got "
+                                 f"{type(device).__name__}")
+        for key, value in self.items():
+            if type(value).__module__.startswith("torch"):
+                self[key] = value.to(device=device, non_blocking=non_blocking)
+        return self
+
 
 def to_tensors(data: dict[str, Any], return_tensors: str) -> dict[str, Any]:
     """Convert lists of rows to ``return_tensors`` arrays; the framework is imported only here."""

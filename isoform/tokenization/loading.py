@@ -21,7 +21,7 @@ from tokenizers import AddedToken
 from tokenizers import Tokenizer as Backend
 
 from isoform.errors import TokenizerError
-from isoform.tokenization import families
+from isoform.tokenization import chat, families
 from isoform.tokenization.files import SPM_FILES, added_token, content, optional_json, read_json
 
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -47,6 +47,7 @@ class TokenizerSpec:
     model_input_names: list[str] = field(default_factory=list)
     clean_up_tokenization_spaces: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the tokenizer_config.json that was read
+    chat_template: str | dict[str, str] | None = None  # one template, or several by name
 
 
 def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) -> TokenizerSpec:
@@ -107,6 +108,7 @@ def load_spec(directory: pathlib.Path, overrides: dict[str, Any] | None = None) 
         model_input_names=list(family.model_input_names(cls) if names is None else names),
         clean_up_tokenization_spaces=bool(config.get("clean_up_tokenization_spaces", False)),
         config=config,
+        chat_template=chat.load(directory, config),
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from isoform.errors import TokenizerError
 from isoform.staging import staged_directory
+from isoform.tokenization import chat
 from isoform.tokenization.loading import VERY_LARGE_INTEGER, TokenizerSpec
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ def _write_files(tok: Tokenizer, spec: TokenizerSpec, directory: pathlib.Path) -
     config["truncation_side"] = tok.truncation_side
     config["model_input_names"] = list(tok.model_input_names)
     config["clean_up_tokenization_spaces"] = tok.clean_up_tokenization_spaces
+    config.pop("chat_template", None)
+    if isinstance(tok.chat_template, str):  # transformers' layout: one template as chat_template.jinja
+        (directory / chat.FILE).write_text(tok.chat_template, encoding="utf-8")
+    elif isinstance(tok.chat_template, dict):
+        config["chat_template"] = [{"name": k, "template": v} for k, v in tok.chat_template.items()]
     spec.family.save_files(tok, config, directory)
     _write(directory / "tokenizer_config.json", config)
     special_map: dict[str, Any] = dict(spec.special)

@@ -44,6 +44,7 @@ class Tokenizer(Seq2SeqMixin):
         self.truncation_side = spec.truncation_side
         self.model_input_names = list(spec.model_input_names)
         self.clean_up_tokenization_spaces = spec.clean_up_tokenization_spaces
+        self.chat_template = spec.chat_template  # a Jinja template, or several by name (see apply_chat_template)
         # Held while the backend is configured for one call and encodes (and while ``as_target``
         # switches pipelines): the backend's truncation / padding are object state of ``tokenizers``.
         self._lock = threading.RLock()
@@ -97,6 +98,12 @@ class Tokenizer(Seq2SeqMixin):
     def special_tokens(self) -> dict[str, str]:
         """Named special tokens, e.g. ``{"cls_token": "[CLS]", ...}``."""
         return dict(self._spec.special)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens that are set, in transformers' order (the chat template sees them)."""
+        special = self._spec.special
+        return {k: special[k] for k in SPECIAL_KEYS if k in special}
 
     @property
     def all_special_tokens(self) -> list[str]:
@@ -363,7 +370,10 @@ class Tokenizer(Seq2SeqMixin):
         return f"tokenization failed: {error}"
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """``tok.pad_token = tok.eos_token`` / ``tok.pad_token_id = 2`` set a special token, as in transformers."""
+        """``tok.pad_token = tok.eos_token`` / ``tok.pad_token_id = 2`` set a special token, as in transformers:
+        padding, ``*_token_id`` and chat templates use it from then on (the special-token template a
+        tokenizer encodes with is not rebuilt, as in transformers). A token that is not in the vocabulary is
+        refused (TokenizerError), where transformers keeps it and pads with the unk id (or 0)."""
         role = name.removesuffix("_id")
         if role not in SPECIAL_KEYS or "_spec" not in self.__dict__:
             super().__setattr__(name, value)
@@ -384,6 +394,53 @@ class Tokenizer(Seq2SeqMixin):
     def set_pad_token(self, token: str) -> None:
         """Use ``token`` (already in the vocabulary, e.g. the eos token) for padding: ``tok.pad_token = token``."""
         self.pad_token = token
+
+    def apply_chat_template(
+        self,
+        conversation: Sequence[Any],
+        tools: list[dict] | None = None,
+        documents: list[dict] | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Render ``conversation`` (a list of ``{"role", "content", ...}`` messages, or a batch of such lists)
+        with the tokenizer's chat template (``chat_template.jinja`` or ``chat_template`` of
+        tokenizer_config.json; ``chat_template=`` a template or a template's name), as transformers does:
+        the template sees ``messages``, ``tools``, ``documents``, ``add_generation_prompt``, the special
+        tokens (``bos_token``, ...) and ``kwargs``. ``tokenize=False``: the text; else the text encoded without
+        special tokens (the template writes them): a `BatchEncoding`, or its ``input_ids`` when
+        ``return_dict=False``. Tools must be JSON schemas (transformers also derives them from functions)."""
+        from isoform.tokenization import chat
+
+        for name in ("return_assistant_tokens_mask", "sanitize_control_tokens"):
+            if kwargs.pop(name, False):
+                raise TokenizerError(f"apply_chat_template({name}=True) is not implemented in isoform")
+        if tools is not None and not all(isinstance(t, dict) for t in tools):
+            raise TokenizerError("tools must be JSON schema dicts (isoform does not derive schemas from functions)")
+        if documents is not None and not all(isinstance(d, dict) for d in documents):
+            raise TokenizerError("documents must be dicts with 'title' and 'text' keys")
+        template = chat.select(self.chat_template, chat_template, tools)
+        variables = {**self.special_tokens_map, **kwargs, "tools": tools, "documents": documents}
+        texts, batched = chat.render(
+            template, conversation, add_generation_prompt=flag(add_generation_prompt, "add_generation_prompt"),
+            continue_final_message=flag(continue_final_message, "continue_final_message"), variables=variables,
+        )  # fmt: skip
+        if not flag(tokenize, "tokenize"):
+            return texts if batched else texts[0]
+        out = self(
+            texts if batched else texts[0], padding=padding, truncation=truncation, max_length=max_length,
+            add_special_tokens=False, return_tensors=return_tensors, **(tokenizer_kwargs or {}),
+        )  # fmt: skip
+        return out if flag(return_dict, "return_dict") else out["input_ids"]
 
     # ----- decoding -------------------------------------------------------------------------------
     def decode(

@@ -33,7 +33,7 @@ name it is tied to, as ``transformers`` does).
 """
 
 from .dtypes import FLOAT_DTYPES, SAFETENSORS_DTYPES, cast, dtype_name, to_numpy_dtype
-from .loading import auto_dtype, check_params, load_params, source_check
+from .loading import NewParams, auto_dtype, check_params, load_params, source_check
 from .mapping import Concat, Rename, Rule, Split, Template, WeightMap
 from .readers import Checkpoint, SafetensorsCheckpoint, TorchBinCheckpoint, open_checkpoint
 from .saving import parse_size, save_params
@@ -46,6 +46,7 @@ __all__ = [
     "Chain",
     "Checkpoint",
     "Concat",
+    "NewParams",
     "Rename",
     "Reshape",
     "Rule",

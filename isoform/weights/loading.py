@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,29 @@ class _Job:
     shapes: list[Shape] = field(default_factory=list)
     keep: set[str] = field(default_factory=set)  # targets the graph uses
     order: int = 0
+
+
+@dataclass(frozen=True)
+class NewParams:
+    """Graph parameters a checkpoint may lack, created as transformers initialises a new task head:
+    those whose name matches one of ``patterns`` (``re.search``). Norm weights (``LayerNorm``/``norm``
+    in the name, 1-d) are ones, other 1-d tensors (biases) zeros, the rest normal(0, ``std``) drawn from
+    ``numpy.random.default_rng(seed)`` in parameter order. ``model`` names the model in the warning
+    that lists them."""
+
+    patterns: tuple[str, ...]
+    std: float
+    seed: int = 0
+    model: str = "the model"
+
+    def covers(self, name: str) -> bool:
+        return any(re.search(p, name) for p in self.patterns)
+
+    def create(self, name: str, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        if len(shape) == 1:
+            norm = name.endswith(".weight") and re.search(r"(?i)norm", name)
+            return np.full(shape, 1.0 if norm else 0.0, np.float32)
+        return rng.normal(0.0, self.std, shape).astype(np.float32)
 
 
 def _spec(value: Any) -> tuple[Shape, str | None]:
@@ -94,11 +118,12 @@ def _wanted(weight_map: WeightMap, name: str) -> str:
 
 
 def plan_load(
-    checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any]
+    checkpoint: Checkpoint, weight_map: WeightMap, expected: Mapping[str, Any], new: NewParams | None = None
 ) -> tuple[list[_Job], dict[str, str]]:
     """Check the checkpoint against ``expected`` using headers only. Returns the jobs to run and
-    ``{graph param: produced param}`` for every expected name; raises one WeightsError listing
-    every missing, unexpected, duplicate and mis-shaped tensor."""
+    ``{graph param: produced param}`` for every expected name the checkpoint supplies; raises one
+    WeightsError listing every missing (unless ``new`` covers it), unexpected, duplicate and
+    mis-shaped tensor."""
     problems: dict[str, list[str]] = {"missing": [], "unexpected": [], "duplicate": [], "wrong shape": []}
     specs = {name: _spec(v) for name, v in expected.items()}
     incomplete: set[str] = set()
@@ -123,7 +148,7 @@ def plan_load(
     for name, (shape, _) in specs.items():
         src = name if name in produced else share.get(name)
         if src is None or src not in produced:
-            if name not in incomplete:
+            if name not in incomplete and not (new is not None and new.covers(name)):
                 problems["missing"].append(f"{name!r} {_fmt(shape)}: {_wanted(weight_map, name)}")
             continue
         source_of[name] = src
@@ -250,6 +275,7 @@ def load_params(
     to_native: Callable[[str, np.ndarray], Any] | None = None,
     *,
     progress: bool | None = None,
+    new: NewParams | None = None,
 ) -> dict[str, Any]:
     """Load every graph parameter in ``expected`` from ``checkpoint`` through ``weight_map``.
 
@@ -263,13 +289,14 @@ def load_params(
     ``checkpoint`` may also be a directory, opened and closed here (then pass a ``to_native`` that
     copies, or the arrays keep the file mapped). Returns ``{name: native}`` in the order of
     ``expected``; tied names map to the *same* object.
-    ``progress``: tqdm bar; ``None`` shows it above 50 tensors or 100 MB.
+    ``progress``: tqdm bar; ``None`` shows it above 50 tensors or 100 MB. ``new``: parameters the
+    checkpoint may lack, then created (`NewParams`; tied ones once) and listed in one warning.
     """
     dtype = check_float_dtype(dtype)
     if not isinstance(checkpoint, Checkpoint):
         with open_checkpoint(checkpoint) as ckpt:
-            return load_params(ckpt, weight_map, expected, dtype, to_native, progress=progress)
-    jobs, source_of = plan_load(checkpoint, weight_map, expected)
+            return load_params(ckpt, weight_map, expected, dtype, to_native, progress=progress, new=new)
+    jobs, source_of = plan_load(checkpoint, weight_map, expected, new)
     specs = {name: _spec(v) for name, v in expected.items()}
     want_dtype: dict[str, str | None] = {}
     for name, src in source_of.items():
@@ -300,4 +327,16 @@ def load_params(
     finally:
         if bar is not None:
             bar.close()
+    created = [name for name in expected if name not in source_of]
+    if created:
+        rng = np.random.default_rng(new.seed)
+        for name in created:
+            key = source_of[name] = weight_map.tied.get(name, name)  # a tied pair is created once
+            if key not in loaded:
+                array = _finish(new.create(name, specs[name][0], rng), dtype or specs[name][1])
+                loaded[key] = to_native(name, array) if to_native else array
+        warnings.warn(f"Some weights of {new.model} were not initialized from the model checkpoint at "
+                      f"{', '.join(map(str, checkpoint.files))} and are newly initialized: {created}\nYou should "
+                      "probably TRAIN this model on a down-stream task to be able to use it for predictions and "
+                      "inference.", stacklevel=3)
     return {name: loaded[source_of[name]] for name in expected}

@@ -188,14 +188,19 @@ def _ref_attention(q, k, v, mask=None, *, scale, causal: bool):
     return (_ref_softmax(s, axis=-1) @ v).astype(q.dtype)
 
 
-def _dec_attention(q, k, v, mask=None, *, scale, causal: bool):
-    b, hq, sq, d = q.shape
-    _, hk, sk, _ = k.shape
-    if hq != hk:
-        g = hq // hk
-        k = fn.broadcast_to(k.reshape(b, hk, 1, sk, d), shape=[b, hk, g, sk, d]).reshape(b, hq, sk, d)
-        v = fn.broadcast_to(v.reshape(b, hk, 1, sk, v.shape[3]), shape=[b, hk, g, sk, v.shape[3]]).reshape(b, hq, sk, v.shape[3])
-    s = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d) if scale is None else scale)
+def _repeat_heads(x, heads: int):
+    """[b, kv_heads, s, d] -> [b, heads, s, d], each kv head repeated for its group of query heads."""
+    b, hk, s, d = x.shape
+    if hk == heads:
+        return x
+    return fn.broadcast_to(x.reshape(b, hk, 1, s, d), shape=[b, hk, heads // hk, s, d]).reshape(b, heads, s, d)
+
+
+def attention_probabilities(q, k, mask=None, *, scale, causal: bool):
+    """The weights the ``attention`` op applies to ``v``: softmax(q @ k^T * scale + mask) as IR ops,
+    [batch, heads, seq_q, seq_k] (masked keys get exactly 0, as in transformers' eager attention)."""
+    sq, d, sk = q.shape[2], q.shape[3], k.shape[2]
+    s = (q @ _repeat_heads(k, q.shape[1]).transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d) if scale is None else scale)
     low = q.builder.constant(q.dtype.lowest, q.dtype)
     if mask is not None:
         s = fn.where(mask, s, low) if mask.dtype == DType.bool else s + mask
@@ -203,7 +208,11 @@ def _dec_attention(q, k, v, mask=None, *, scale, causal: bool):
         g = q.builder
         keep = fn.ge(g.add("iota", shape=[sq, sk], axis=0), g.add("iota", shape=[sq, sk], axis=1))
         s = fn.where(keep, s, low)
-    return fn.softmax(s, axis=-1) @ v
+    return fn.softmax(s, axis=-1)
+
+
+def _dec_attention(q, k, v, mask=None, *, scale, causal: bool):
+    return attention_probabilities(q, k, mask, scale=scale, causal=causal) @ _repeat_heads(v, q.shape[1])
 
 
 register(OpDef("attention", ("q", "k", "v", "?mask"), _infer_attention, _ref_attention,

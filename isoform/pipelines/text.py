@@ -1,134 +1,19 @@
-"""``isoform.pipeline(task, model=...)``: transformers' ``pipeline()`` on isoform models, tokenizers and
-``generate``, with the same outputs (labels, token ids and strings, scores, nesting).
-
-    fill = isoform.pipeline("fill-mask", model="./bert-ckpt", backend="jax")
-    fill("Paris is the [MASK] of France.", top_k=3)        # [{"score", "token", "token_str", "sequence"}, ...]
-    embed = isoform.pipeline("sentence-embedding", model="sentence-transformers/all-MiniLM-L6-v2")
-    embed(["a sentence", "another one"])                   # as SentenceTransformer(dir).encode(texts)
-
-Tasks: ``feature-extraction``, ``sentence-embedding`` (not a transformers pipeline: the checkpoint's
-sentence-transformers modules, Transformer -> Pooling -> Normalize), ``fill-mask``, ``text-classification``
-(alias ``sentiment-analysis``), ``text-generation``, and the seq2seq ``text2text-generation``,
-``summarization``, ``translation`` (transformers v5 dropped these three; outputs are those of v4's
-pipelines: ``generated_text`` / ``summary_text`` / ``translation_text``).
-
-A list of inputs runs in batches of ``batch_size`` (padded as transformers' pipelines pad: right, left
-for decoder-only generation); a single input gives a single result. Not covered: chat inputs, token
-classification, question answering, ``handle_long_generation``, sentence-transformers Dense modules.
-"""
+"""Text pipelines: feature-extraction, sentence-embedding, fill-mask, text-classification,
+text-generation and the seq2seq text2text-generation / summarization / translation."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError, TokenizerError
+from ..errors import ConfigError, InputError, TokenizerError
+from .base import _UNSET, Pipeline, _read_json, _softmax, classification_scores, label_names
 
-_UNSET: Any = object()
-
-
-def pipeline(task: str, model: Any, backend: str = "numpy", tokenizer: Any = None, *, dtype: Any = "float32",
-             device: Any = None, batch_size: int = 1, model_kwargs: dict[str, Any] | None = None,
-             **kwargs: Any) -> Pipeline:
-    """A callable for ``task`` on ``model`` (local directory, isoform alias or hub id, loaded onto
-    ``backend``; or a `Model` loaded for the pipeline's task, with ``tokenizer`` given).
-
-    ``tokenizer``: a `Tokenizer` or where to load one (default: the model's directory). ``model_kwargs`` go
-    to `Model.load`; other keyword arguments are defaults of every call (a call's own override them), as in
-    transformers (e.g. ``top_k=3``, ``max_new_tokens=20``)."""
-    from .hub import resolve
-    from .model import Model
-    from .tokenizer import Tokenizer
-
-    name = "text-classification" if task == "sentiment-analysis" else task
-    name = "translation" if name.startswith("translation_") else name
-    if name not in PIPELINES:
-        raise ConfigError(f"unknown pipeline task {task!r}; isoform has {sorted(PIPELINES)}")
-    cls = PIPELINES[name]
-    if isinstance(model, Model):  # loaded already: its task must be the pipeline's, the tokenizer given
-        if model.task != cls.model_task:
-            raise ConfigError(f"pipeline {task!r} needs a model loaded with task={cls.model_task!r}, "
-                              f"this one has task={model.task!r}")
-        if tokenizer is None or cls is SentenceEmbeddingPipeline:
-            raise ConfigError(f"pipeline {task!r} on a loaded Model needs tokenizer= (sentence-embedding: pass the "
-                              "checkpoint's directory, whose sentence-transformers files it reads)")
-        loaded, directory = model, None
-    else:
-        directory = Path(resolve(model))
-        loaded = Model.load(directory, backend=backend, task=cls.model_task, dtype=dtype, device=device,
-                            **(model_kwargs or {}))
-    tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, str | os.PathLike) else \
-        Tokenizer.load(tokenizer if tokenizer is not None else directory)
-    return cls(task, loaded, tok, directory, batch_size=batch_size, **kwargs)
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class Pipeline:
-    """One task on one model and tokenizer; call it on one input or a list of inputs."""
-
-    model_task: str | None = None  # the task the model is loaded with
-
-    def __init__(self, task: str, model: Any, tokenizer: Any, directory: Path | None = None, *, batch_size: int = 1,
-                 **defaults: Any):
-        self.task, self.model, self.tokenizer, self.directory = task, model, tokenizer, directory
-        self.batch_size = _check_batch_size(batch_size)
-        self.defaults = defaults
-        self._names = {s.name for s in model.inputs.specs}
-
-    def __repr__(self) -> str:
-        return f"<isoform.Pipeline {self.task!r} model={self.model!r}>"
-
-    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
-        options = {**self.defaults, **kwargs}
-        size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
-        single = self._is_single(inputs)
-        items = [inputs] if single else list(inputs)
-        if not items:
-            return self._shape(inputs, single, [], kwargs)
-        results = [r for chunk in _chunks(items, size) for r in self._run(chunk, **options)]
-        return self._shape(inputs, single, results, kwargs)
-
-    def _is_single(self, inputs: Any) -> bool:
-        return isinstance(inputs, str)
-
-    def _shape(self, inputs: Any, single: bool, results: list[Any], kwargs: dict[str, Any]) -> Any:
-        """The call's result from the per-input ``results`` (``kwargs``: the call's own options)."""
-        return results[0] if single else results
-
-    def _run(self, items: list[Any], **options: Any) -> list[Any]:
-        raise NotImplementedError
-
-    def _encode(self, texts: Any, pairs: Any = None, **tokenizer_kwargs: Any) -> dict[str, np.ndarray]:
-        padding = tokenizer_kwargs.pop("padding", True)
-        enc = self.tokenizer(texts, pairs, padding=padding, return_tensors="np", **tokenizer_kwargs)
-        return {k: np.asarray(v) for k, v in enc.items()}
-
-    def _forward(self, enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.model(**{k: v for k, v in enc.items() if k in self._names}).numpy()
+#: transformers' text-generation pipeline defaults, for what neither the call nor the checkpoint sets
+GENERATION_DEFAULTS = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -151,13 +36,6 @@ class FeatureExtractionPipeline(Pipeline):
 POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
                 "pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
                 "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
 
 
 def sentence_transformers_modules(directory: Path) -> tuple[tuple[str, ...], bool, int | None, bool]:
@@ -329,19 +207,6 @@ class TextClassificationPipeline(Pipeline):
             return [results[0]]
         return results[0] if single else results
 
-    def _function(self, function_to_apply: str | None, labels: int) -> str:
-        if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in ("sigmoid", "softmax", "none"):
-                raise InputError(f"function_to_apply must be 'sigmoid', 'softmax' or 'none', got {function_to_apply!r}")
-            return name
-        problem = self.model.config.extra("problem_type")
-        if problem == "regression":
-            return "none"
-        if problem == "multi_label_classification" or labels == 1:
-            return "sigmoid"
-        return "softmax"
-
     def _run(self, items: list[Any], top_k: Any = _UNSET, function_to_apply: str | None = None,
              **tokenizer_kwargs: Any) -> list[Any]:
         texts, pairs = [], []
@@ -360,10 +225,8 @@ class TextClassificationPipeline(Pipeline):
                                                                          **tokenizer_kwargs)]
         enc = self._encode(texts, pairs if pairs[0] is not None else None, **tokenizer_kwargs)
         logits = self._forward(enc)["logits"].astype(np.float64)
-        fn = self._function(function_to_apply, logits.shape[-1])
-        scores = {"sigmoid": _sigmoid, "softmax": _softmax, "none": lambda x: x}[fn](logits)
-        id2label = self.model.config.id2label or {}
-        names = [id2label.get(str(i), id2label.get(i, f"LABEL_{i}")) for i in range(logits.shape[-1])]
+        scores = classification_scores(logits, self.model.config, function_to_apply)
+        names = label_names(self.model.config, logits.shape[-1])
         results = []
         for row in scores:
             if top_k is _UNSET:
@@ -375,13 +238,6 @@ class TextClassificationPipeline(Pipeline):
         return results
 
 
-#: transformers' text-generation pipeline defaults, for what neither the call nor the checkpoint sets
-GENERATION_DEFAULTS = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
-#: transformers' GenerationConfig defaults: a checkpoint value equal to one counts as not set (``to_diff_dict``)
-HF_GENERATION_DEFAULTS = {"max_length": 20, "do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0}
-SAMPLING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
-
-
 class TextGenerationPipeline(Pipeline):
     """transformers' text-generation on a ``causal-lm`` model: per prompt a list of
     ``{"generated_text"}`` (prompt + continuation; ``return_full_text=False``: the continuation only) or
@@ -390,24 +246,7 @@ class TextGenerationPipeline(Pipeline):
     neither the call nor the checkpoint's generation config sets them."""
 
     model_task = "causal-lm"
-
-    def _generate_options(self, options: dict[str, Any], prefix_length: int = 0) -> dict[str, Any]:
-        base = self.model.generation_config
-        given = {k: v for k, v in (base.model_dump() if base is not None else {}).items()
-                 if v is not None and (k not in HF_GENERATION_DEFAULTS or v != HF_GENERATION_DEFAULTS[k])}
-        set_params = {**given, **options}
-        added = {k: v for k, v in GENERATION_DEFAULTS.items()
-                 if k not in set_params and not (k == "max_new_tokens" and "max_length" in set_params)}
-        if not {**set_params, **added}.get("do_sample"):
-            added = {k: v for k, v in added.items() if k not in SAMPLING}
-        if "pad_token_id" not in set_params and self.tokenizer.pad_token_id is not None:
-            added["pad_token_id"] = self.tokenizer.pad_token_id
-        out = {**options, **added}
-        if prefix_length:
-            for length, new in (("max_length", "max_new_tokens"), ("min_length", "min_new_tokens")):
-                if length in set_params and new not in set_params:
-                    out[length] = set_params[length] + prefix_length
-        return out
+    generation_defaults = GENERATION_DEFAULTS
 
     def _run(self, items: list[str], return_full_text: bool | None = None, return_tensors: bool | None = None,
              return_text: bool | None = None, clean_up_tokenization_spaces: bool | None = None, prefix: Any = None,
@@ -534,15 +373,3 @@ class TranslationPipeline(Text2TextGenerationPipeline):
         self.tokenizer.src_lang = src_lang
         enc = self._encode(texts, padding=len(texts) > 1, truncation=truncation)
         return enc, {"forced_bos_token_id": self.tokenizer.get_lang_id(tgt_lang)}
-
-
-PIPELINES: dict[str, type[Pipeline]] = {
-    "feature-extraction": FeatureExtractionPipeline,
-    "sentence-embedding": SentenceEmbeddingPipeline,
-    "fill-mask": FillMaskPipeline,
-    "text-classification": TextClassificationPipeline,
-    "text-generation": TextGenerationPipeline,
-    "text2text-generation": Text2TextGenerationPipeline,
-    "summarization": SummarizationPipeline,
-    "translation": TranslationPipeline,
-}

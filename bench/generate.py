@@ -9,7 +9,7 @@ same run, and how close decoding gets to the memory-bandwidth bound.
 - isoform: ``Model.generate`` (static KV cache in the graph, `isoform.generation.Decoder`).
 - ``--optimum``: also ``optimum-onnx``, decoding from the files of ``export_onnx(dir, use_cache=True)``
   (Optimum's layout, growing KV cache) with isoform's search over ONNX Runtime sessions
-  (`isoform.backends.onnx_optimum.OptimumGenerator`).
+  (`isoform.optimum.OptimumGenerator`).
 - ``--smoke``: a 2-layer, 128-wide GPT-2 instead of GPT-2 small, to check the script runs; nothing is written.
 - Both measured the same way: T(n) = wall time of a ``generate`` call making n tokens; prefill = T(1)
   (prompt forward + first token), decode tok/s = (n - 1) / (T(n) - T(1)). Rounds interleave all
@@ -74,7 +74,7 @@ def engines(ckpt: Path, names: list[str], ids: np.ndarray, optimum: bool = False
         model = isoform.Model.load(ckpt, backend=name, task="causal-lm")
         out[name] = lambda n, model=model: model.generate(ids, max_new_tokens=n, eos_token_id=None, pad_token_id=0)
     if optimum:
-        from isoform.backends.onnx_optimum import OptimumGenerator
+        from isoform.optimum import OptimumGenerator
 
         files = isoform.Model.load(ckpt, task="causal-lm").export_onnx(ckpt.with_name(ckpt.name + "-optimum"), use_cache=True)
         gen = OptimumGenerator.load(files)

@@ -19,7 +19,6 @@ per-token outputs back. ``m.bucket = None`` turns it off; ``m.warmup(batch, seq)
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import architectures, backends
-from .architectures import FLOAT, ArchConfig, Architecture, Inputs, InputSpec
+from .architectures import FLOAT, ArchConfig, Architecture, Inputs, InputSpec, architecture_for, read_config
 from .backends import Backend, Program
 from .errors import BackendError, ConfigError, GraphError, InputError
 from .generation.config import GenerationConfig
@@ -147,7 +146,7 @@ class Model:
         initialises it, from ``numpy.random.default_rng(seed)`` (`isoform.weights.NewParams`), and listed in
         one warning; any other missing tensor is still an error."""
         directory = resolve(name_or_path)
-        data = _read_config(directory)
+        data = read_config(directory)
         if config:
             declared = architectures.get(data.get("model_type")).Config.model_fields
             unknown = sorted(set(config) - set(declared) - set(LABEL_KEYS))
@@ -213,13 +212,14 @@ class Model:
         extra); see `isoform.backends.onnx.export_onnx`. Returns the path written. ``use_cache=True``
         (``causal-lm`` / ``seq2seq-lm``): ``path`` is a directory, written in Hugging Face Optimum's layout
         with KV caches, with the tokenizer's files if ``tokenizer`` (a `Tokenizer` or its directory) is
-        given; see `isoform.backends.onnx_optimum`."""
+        given; see `isoform.optimum`."""
         from .backends.onnx import export_onnx
 
         if use_cache:
-            from .backends.onnx_optimum import export_optimum
+            from .optimum import export_optimum
 
-            return export_optimum(self, path, opset=opset, tokenizer=tokenizer)
+            return export_optimum(self.arch, self.task, self.program.numpy_params(), path, dtype=self.dtype,
+                                  generation_config=self.generation_config, opset=opset, tokenizer=tokenizer)
         if tokenizer is not None:
             raise InputError("export_onnx writes tokenizer files only with use_cache=True (a directory)")
         return export_onnx(self.graph, self.program.numpy_params(), path, opset=opset,
@@ -591,11 +591,6 @@ class Model:
         return padded
 
 
-def architecture_for(config: Mapping[str, Any]) -> Architecture:
-    """The architecture instance for a ``config.json`` mapping (ConfigError if unknown or invalid)."""
-    return architectures.get(config.get("model_type")).from_config(config)
-
-
 def _on_mesh(backend: Backend, mesh: Any, device: Any) -> Backend:
     if device is not None:
         raise BackendError(f"pass device= or mesh=, not both (got device={device!r})")
@@ -634,19 +629,6 @@ def _check_classes(name: str, y: np.ndarray, classes: int) -> None:
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{name} holds {y[at]} at index {at}: labels must be in [0, {classes}) or -100 (ignored)")
-
-
-def _read_config(directory: Path) -> dict[str, Any]:
-    path = directory / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{directory} has no config.json") from None
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    return data
 
 
 def _seq_axis(graph: Graph, value: str) -> tuple[int, ...]:

@@ -1,5 +1,5 @@
 """``Model.export_onnx(dir, use_cache=True)``: Hugging Face Optimum's ONNX layout with KV caches
-(`isoform.backends.onnx_optimum`). Causal LMs (GPT-2, Llama with GQA, Mistral with a sliding window
+(`isoform.optimum`). Causal LMs (GPT-2, Llama with GQA, Mistral with a sliding window
 and one kv head) and encoder-decoders (T5, BART): each file passes the full checker and has Optimum's
 interface; a plain `onnxruntime.InferenceSession` greedy loop over the files (prefill with an empty
 past, then one token per step feeding the presents back) gives transformers' ``generate`` tokens for
@@ -17,8 +17,8 @@ from test_onnx_decoders import GPT, GPT2, LLAMA, MISTRAL, NEO, VOCAB
 from test_seq2seq_onnx import BART_GEN, T5_GEN
 
 import isoform
-from isoform.backends.onnx_optimum import OptimumGenerator
 from isoform.errors import ConfigError, InputError
+from isoform.optimum import OptimumGenerator
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")

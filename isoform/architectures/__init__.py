@@ -36,8 +36,19 @@ from . import (  # noqa: F401  (each registers its architectures)
     vit,
     wav2vec2,
 )
-from .base import REGISTRY, TASKS, ArchConfig, Architecture, get, parse_config, register, supported
+from .base import (
+    REGISTRY,
+    TASKS,
+    ArchConfig,
+    Architecture,
+    architecture_for,
+    get,
+    parse_config,
+    read_config,
+    register,
+    supported,
+)
 from .inputs import FLOAT, Inputs, InputSpec, Limit
 
-__all__ = ["FLOAT", "REGISTRY", "TASKS", "ArchConfig", "Architecture", "InputSpec", "Inputs", "Limit", "get",
-           "parse_config", "register", "supported"]
+__all__ = ["FLOAT", "REGISTRY", "TASKS", "ArchConfig", "Architecture", "InputSpec", "Inputs", "Limit",
+           "architecture_for", "get", "parse_config", "read_config", "register", "supported"]

@@ -40,7 +40,9 @@ its `backbone` as keyword arguments. Decoder-only (`causal.CausalLM`) and encode
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -286,6 +288,25 @@ def register(cls: type[Architecture]) -> type[Architecture]:
 def supported() -> list[str]:
     """Every registered ``model_type``, sorted."""
     return sorted(REGISTRY)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The JSON object in ``directory/config.json`` (ConfigError if missing or unreadable)."""
+    path = Path(directory) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{directory} has no config.json") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def architecture_for(config: Mapping[str, Any]) -> Architecture:
+    """The architecture instance for a ``config.json`` mapping (ConfigError if unknown or invalid)."""
+    return get(config.get("model_type")).from_config(config)
 
 
 def get(model_type: object) -> type[Architecture]:

@@ -23,7 +23,7 @@ and the weight rules. `EncoderDecoder.graphs` returns three graphs from that one
   position and ``present.{i}.decoder.key``/``.value`` (names: `isoform.layers.causal.cache_name`).
   `isoform.generation.Decoder` runs the last two, the encoder as its first stage.
 
-Hugging Face Optimum's ONNX layout (``seq2seq-lm``; see `isoform.backends.onnx_optimum`), one graph
+Hugging Face Optimum's ONNX layout (``seq2seq-lm``; see `isoform.optimum`), one graph
 per file and named after it, with growing caches (`isoform.layers.causal`, ``past=True``):
 
 * ``"encoder_model"``: ``input_ids``, ``attention_mask`` -> ``last_hidden_state`` [batch, source, d_model];

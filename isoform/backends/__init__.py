@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-import os
 from importlib.metadata import entry_points
 
+from ..environment import quiet_tensorflow
 from ..errors import BackendError
 from .base import Backend, Program
 
@@ -26,12 +26,6 @@ BUILTIN = {
 SYNONYMS = {"pytorch": "torch", "pt": "torch", "tf": "tensorflow", "ort": "onnxruntime", "onnx": "onnxruntime",
             "np": "numpy", "flax": "jax"}
 _loaded: dict[str, Backend] = {}
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ log lines (absl's pre-init warning, CPU feature guard, oneDNN notes) off
-    stderr: ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it. Call before isoform first imports TF."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _registered() -> dict[str, tuple[str, str | None, str | None]]:

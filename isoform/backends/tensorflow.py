@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from ..environment import quiet_tensorflow
 from ..ir import Graph
 from ..ir.dtypes import DType
-from . import quiet_tensorflow
 from .base import Backend, Casts, Lowering, Program, check_inputs, check_params, generate, symbol_sizes
 
 quiet_tensorflow()  # also when this module is imported directly, not through backends.get

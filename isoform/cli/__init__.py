@@ -67,8 +67,8 @@ def _export(args: argparse.Namespace) -> int:
 def _export_with_past(model, args: argparse.Namespace) -> int:
     """``--with-past``: the Optimum directory (with the checkpoint's tokenizer files, if it has them);
     checked by greedy generation from the files against the model's own."""
-    from ..backends.onnx_optimum import OptimumGenerator
     from ..hub import resolve
+    from ..optimum import OptimumGenerator
 
     source = resolve(args.model)
     tokenizer = source if (source / "tokenizer_config.json").exists() or (source / "tokenizer.json").exists() else None

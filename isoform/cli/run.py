@@ -88,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
     """Load tokenizer (or processor) and model for the checkpoint's task (or ``--task``) and print what
     it makes of the input. Generation streams the text to stdout: prompt and continuation for a
     decoder-only model, the generated text only for an encoder-decoder (``seq2seq-lm``) one."""
+    from ..architectures import architecture_for, read_config
     from ..hub import resolve
-    from ..model import Model, _read_config, architecture_for
+    from ..model import Model
     from ..tokenizer import Tokenizer
 
     directory = resolve(args.model)
-    config = _read_config(directory)
+    config = read_config(directory)
     arch = architecture_for(config)
     if args.image is not None:
         return classify_image(args, directory, args.task or "image-classification")

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backends import Program
 from ..errors import InputError
 from ..ir import Graph, GraphBuilder, fn
 from ..layers.causal import PAST, PRESENT
+
+if TYPE_CHECKING:
+    from ..backends import Program
 
 Check = Callable[[Mapping[str, np.ndarray]], None]
 

@@ -174,7 +174,7 @@ def to_tensor(array: np.ndarray, kind: str) -> Any:
             import jax.numpy as jnp
 
             return jnp.asarray(array)
-        from ..backends import quiet_tensorflow
+        from ..environment import quiet_tensorflow
 
         quiet_tensorflow()
         import tensorflow as tf

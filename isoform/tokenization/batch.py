@@ -92,7 +92,7 @@ def to_tensors(data: dict[str, Any], return_tensors: str) -> dict[str, Any]:
         import jax.numpy as jnp
 
         return {k: jnp.asarray(v) for k, v in arrays.items()}
-    from ..backends import quiet_tensorflow
+    from ..environment import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf

@@ -36,15 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
-from ..generation.config import GenerationConfig
-from ..generation.decoder import check_reorder, check_step
-from ..layers.causal import PAST, PRESENT
-from ..staging import moved, staged_directory
+from .architectures import architecture_for, read_config
+from .errors import ConfigError, InputError
+from .generation.config import GenerationConfig
+from .generation.decoder import check_reorder, check_step
+from .layers.causal import PAST, PRESENT
+from .staging import moved, staged_directory
 
 if TYPE_CHECKING:
-    from ..model import Model
-    from ..tokenization import Tokenizer
+    from .architectures import Architecture
+    from .tokenization import Tokenizer
 
 CAUSAL_FILE = "model.onnx"
 SEQ2SEQ_PARTS = ("encoder_model", "decoder_model", "decoder_with_past_model")
@@ -53,36 +54,38 @@ _ORT_TYPES = {**_ORT_FLOAT, "tensor(int64)": np.int64, "tensor(int32)": np.int32
 
 
 # -- export ---------------------------------------------------------------------------------------
-def export_optimum(model: Model, directory: str | os.PathLike[str], *, opset: int | None = None,
-                   tokenizer: Tokenizer | str | os.PathLike[str] | None = None) -> Path:
-    """Write ``model`` (task ``causal-lm`` or ``seq2seq-lm``) into ``directory`` in Optimum's layout
-    (see the module docstring), all files or none; ``tokenizer``: an isoform `Tokenizer` or a directory
-    to load one from, saved beside the model. Returns ``directory``."""
-    from ..tokenization import Tokenizer
-    from .onnx import export_onnx
+def export_optimum(arch: Architecture, task: str | None, params: Mapping[str, np.ndarray],
+                   directory: str | os.PathLike[str], *, dtype: str, generation_config: GenerationConfig | None = None,
+                   opset: int | None = None, tokenizer: Tokenizer | str | os.PathLike[str] | None = None) -> Path:
+    """Write a model of ``arch`` (``task`` ``causal-lm`` or ``seq2seq-lm``; weights ``params`` by graph
+    name, in ``dtype``) into ``directory`` in Optimum's layout (see the module docstring), all files or
+    none, with ``generation_config`` (default: the model config's); ``tokenizer``: an isoform `Tokenizer`
+    or a directory to load one from, saved beside the model. Returns ``directory``."""
+    from .backends.onnx import export_onnx
+    from .tokenization import Tokenizer
 
-    if model.task not in ("causal-lm", "seq2seq-lm"):
+    if task not in ("causal-lm", "seq2seq-lm"):
         raise InputError(f"the ONNX layout with a KV cache (use_cache=True) needs a model loaded with task='causal-lm' "
-                         f"or 'seq2seq-lm', this one has task={model.task!r}")
-    arch, params = model.arch, model.program.numpy_params()
-    if model.task == "seq2seq-lm" and model.inputs.specs[0].name != "input_ids":
+                         f"or 'seq2seq-lm', this one has task={task!r}")
+    source = arch.input_specs(task).specs[0].name
+    if task == "seq2seq-lm" and source != "input_ids":
         raise InputError(f"the Optimum ONNX layout is exported for text encoder-decoders; {arch.model_type!r} reads "
-                         f"{model.inputs.specs[0].name}")
-    if model.task == "causal-lm":
-        graphs = {CAUSAL_FILE: arch.build(model.task, model.dtype, cached="growing")}
+                         f"{source}")
+    if task == "causal-lm":
+        graphs = {CAUSAL_FILE: arch.build(task, dtype, cached="growing")}
     else:
-        graphs = {f"{part}.onnx": arch.build(model.task, model.dtype, part=part) for part in SEQ2SEQ_PARTS}
+        graphs = {f"{part}.onnx": arch.build(task, dtype, part=part) for part in SEQ2SEQ_PARTS}
     tok = Tokenizer.load(tokenizer) if isinstance(tokenizer, str | os.PathLike) else tokenizer
-    config = {**model.config.to_dict(), "model_type": arch.model_type, "architectures": [arch.tasks[model.task]],
+    config = {**arch.config.to_dict(), "model_type": arch.model_type, "architectures": [arch.tasks[task]],
               "use_cache": True}
     with staged_directory(directory) as stage:
         paths = []
         for name, graph in graphs.items():
-            meta = {"architecture": arch.model_type, "task": model.task, "layout": "optimum"}
+            meta = {"architecture": arch.model_type, "task": task, "layout": "optimum"}
             paths.append(export_onnx(graph, {p.name: params[p.name] for p in graph.params}, stage / name,
                                      opset=opset, metadata=meta))
         (stage / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        base = model.generation_config or GenerationConfig.from_model_config(model.config.to_dict())
+        base = generation_config or GenerationConfig.from_model_config(arch.config.to_dict())
         base.save(stage)
         if tok is not None:
             tok.save(stage)
@@ -188,8 +191,6 @@ class OptimumGenerator:
     """An Optimum-layout directory loaded into ONNX Runtime sessions, generating with isoform's search."""
 
     def __init__(self, directory: Path, sessions: Mapping[str, Any], config: Mapping[str, Any]):
-        from ..model import architecture_for
-
         self.directory = directory
         self.sessions = dict(sessions)
         self.arch = architecture_for(config)
@@ -203,11 +204,10 @@ class OptimumGenerator:
         execution provider."""
         import onnxruntime as ort
 
-        from ..model import _read_config
-        from .onnxruntime import session_options
+        from .backends.onnxruntime import session_options
 
         directory = Path(directory)
-        config = _read_config(directory)
+        config = read_config(directory)
         names = [CAUSAL_FILE] if (directory / CAUSAL_FILE).exists() else [f"{p}.onnx" for p in SEQ2SEQ_PARTS]
         missing = [n for n in names if not (directory / n).exists()]
         if missing:
@@ -226,7 +226,7 @@ class OptimumGenerator:
 
     def generate(self, input_ids: Any, attention_mask: Any = None, **kwargs: Any) -> Any:
         """As `isoform.Model.generate` (same options, same output layout)."""
-        from ..generation.generate import generate
+        from .generation.generate import generate
 
         ids = np.asarray(input_ids)
         mask = None if attention_mask is None else np.asarray(attention_mask)

@@ -10,13 +10,28 @@ import pytest
 from test_audio import TINY as WAV2VEC2
 from test_audio import XLSR
 from test_audio import make_inputs as audio_inputs
-from test_bert_family import ALBERT, DISTIL, ELECTRA, MPNET, ROBERTA, SQUEEZEBERT
+from test_bert_family import (
+    ALBERT,
+    CONVBERT,
+    DEBERTA,
+    DEBERTA_V3,
+    DISTIL,
+    ELECTRA,
+    FUNNEL,
+    MOBILEBERT,
+    MPNET,
+    ROBERTA,
+    ROFORMER,
+    SQUEEZEBERT,
+)
 from test_bert_family import TINY as BERT
 from test_bert_family import make_inputs as text_inputs
 from test_decoders import GPT2, LLAMA
 from test_decoders import batch as causal_batch
 from test_seq2seq import BART, T5
 from test_seq2seq import make_inputs as seq2seq_inputs
+from test_speech2text import S2T
+from test_speech2text import make_inputs as s2t_inputs
 from test_vision import CLIP, CLIP_TEXT
 from test_vision import TINY as VIT
 from test_vision import make_inputs as vision_inputs
@@ -53,7 +68,18 @@ CASES = {
     "clip-text": ("CLIPTextModel", CLIP_TEXT, lambda c: vision_inputs(c, None, cls="CLIPTextModel")),
     "wav2vec2": ("Wav2Vec2Model", WAV2VEC2, lambda c: audio_inputs()),
     "wav2vec2-stable-layer-norm": ("Wav2Vec2Model", XLSR, lambda c: audio_inputs()),
+    "roformer": ("RoFormerModel", ROFORMER, lambda c: text_inputs(c, None)),
+    "mobilebert": ("MobileBertModel", MOBILEBERT, lambda c: text_inputs(c, None)),
+    "deberta": ("DebertaModel", DEBERTA, lambda c: text_inputs(c, None)),  # disentangled scores: a float mask
+    "deberta-v2": ("DebertaV2Model", DEBERTA_V3, lambda c: text_inputs(c, None)),
+    "funnel": ("FunnelModel", FUNNEL, lambda c: text_inputs(c, None)),  # pooled blocks: shorter hidden states
+    "squeezebert": ("SqueezeBertModel", SQUEEZEBERT, lambda c: text_inputs(c, None)),
+    "convbert": ("ConvBertModel", CONVBERT, lambda c: text_inputs(c, None)),  # the attention half of its heads
+    "speech2text": ("Speech2TextModel", S2T, lambda c: s2t_inputs(c)),
 }
+# cases whose output_attentions=True is refused (no attention taps): Funnel's relative attention is a softmax
+# of its own, not an `attention` node; SqueezeBERT's transformers returns the masked scores before the softmax
+NO_ATTENTION_TAPS = ("funnel", "funnel-base", "squeezebert")
 # the same taps in other families' code paths, on the reference backend only (test time)
 MORE = {
     "albert-groups": ("AlbertModel", dict(ALBERT, num_hidden_layers=4, num_hidden_groups=2, inner_group_num=2),
@@ -63,6 +89,12 @@ MORE = {
     "mistral-window": ("MistralModel", dict(LLAMA, num_key_value_heads=1, sliding_window=4, pad_token_id=0),
                        causal_inputs),
     "mbart": ("MBartModel", BART, seq2seq_inputs),
+    "roformer-decoder": ("RoFormerModel", dict(ROFORMER, is_decoder=True, rotary_value=True),
+                         lambda c: text_inputs(c, None)),
+    "deberta-v2-conv": ("DebertaV2Model", dict(DEBERTA, conv_kernel_size=3, conv_groups=2, embedding_size=16,
+                                               type_vocab_size=2, pos_att_type=["c2p"]), lambda c: text_inputs(c, None)),
+    "funnel-base": ("FunnelBaseModel", dict(FUNNEL, block_sizes=[2, 1], block_repeats=[2, 3], pool_q_only=False),
+                    lambda c: text_inputs(c, None)),
 }
 _EAGER: dict[str, object] = {}
 
@@ -110,16 +142,21 @@ def test_more_families_on_numpy(hf_checkpoint, case):
 def check_outputs(hf_checkpoint, backend: str, case: str, cls: str, config: dict, make) -> None:
     path, hf = eager(hf_checkpoint, cls, config)
     inputs = make(config)
-    want = run_hf(hf, **inputs, output_hidden_states=True, output_attentions=True)
+    tapped = case not in NO_ATTENTION_TAPS
+    want = run_hf(hf, **inputs, output_hidden_states=True, output_attentions=tapped)
     kinds = sorted(k for k in want if k.endswith(("hidden_states", "attentions")))
     model = isoform.Model.load(path, backend=backend)
-    got = model(**inputs, output_hidden_states=True, output_attentions=True).numpy()
+    got = model(**inputs, output_hidden_states=True, output_attentions=tapped).numpy()
     assert sorted(k for k in got if k.endswith(("hidden_states", "attentions"))) == kinds
     if case != "clip":  # (CLIPModel nests each tower's tuples in its own output)
         assert list(got) == [k for k in want if k in got]  # transformers' order
     assert_close(got, want, kinds)
     assert_close(got, run_hf(hf, **inputs), [k for k in got if k not in kinds])  # the other outputs unchanged
-    if "input_ids" in inputs:  # padded keys get probability 0 from every real query
+    if not tapped:
+        refused = f"output_attentions=True is not supported by model_type '{model.arch.model_type}'"
+        with pytest.raises(InputError, match=refused):
+            model(**inputs, output_attentions=True)
+    elif "input_ids" in inputs:  # padded keys get probability 0 from every real query
         pad = inputs["attention_mask"] == 0
         seen = ~pad[:, :, None] & pad[:, None, :]  # [batch, query, key]
         attentions = next(got[k] for k in ("attentions", "encoder_attentions", "text_attentions") if k in got)
@@ -177,9 +214,6 @@ def test_bad_requests(hf_checkpoint):
     path, _ = eager(hf_checkpoint, "RobertaModel", ROBERTA)
     with pytest.raises(InputError, match=r"inputs_embeds cannot replace input_ids .* beyond the embedding lookup"):
         isoform.Model.load(path)(inputs_embeds=np.zeros((2, 11, 32), np.float32))
-    path, _ = hf_checkpoint("SqueezeBertModel", **SQUEEZEBERT)  # a family without taps yet
-    with pytest.raises(InputError, match="output_hidden_states=True is not supported by model_type 'squeezebert'"):
-        isoform.Model.load(path)(**text_inputs(SQUEEZEBERT, None), output_hidden_states=True)
 
 
 def test_taps_survive_json_and_rewrites():

@@ -112,7 +112,8 @@ class ConvBert(Electra):
         query = linear(x, f"{name}.query", dim, width)
         q, k, v = (split_heads(t, heads) for t in
                    (query, linear(x, f"{name}.key", dim, width), linear(x, f"{name}.value", dim, width)))
-        context = fn.attention(q, k, v, mask).transpose(0, 2, 1, 3)  # [batch, seq, heads, size]
+        context = x.builder.tap("attentions", fn.attention(q, k, v, mask))
+        context = context.transpose(0, 2, 1, 3)  # [batch, seq, heads, size]
         span = separable_conv1d(x, f"{name}.key_conv_attn_layer", dim, width, kernel) * query
         weights = linear(span, f"{name}.conv_kernel_layer", width, heads * kernel).reshape(b, s, heads, kernel, 1)
         values = windows(linear(x, f"{name}.conv_out_layer", dim, width), kernel).reshape(b, s, heads, size, kernel)

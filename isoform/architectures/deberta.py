@@ -168,9 +168,9 @@ class Deberta(Bert):
         context = (pairs, self.relative_rows(x) if self.config.relative_attention else None)
         h = x
         for i in range(self.config.num_hidden_layers):
-            h = self.layer(h, f"encoder.layer.{i}", context)
+            h = self.layer(h.builder.tap("hidden_states", h), f"encoder.layer.{i}", context)
             h = self.after_first_layer(h, x, keep) if i == 0 else h
-        return h
+        return h.builder.tap("hidden_states", h)
 
     def after_first_layer(self, h: Tensor, embedded: Tensor, keep: Tensor) -> Tensor:
         """What follows the first layer, given the embeddings (DeBERTa-v2's ConvLayer); here nothing."""
@@ -207,7 +207,7 @@ class Deberta(Bert):
             score = p2c if score is None else score + p2c
         low = q.builder.constant(q.dtype.lowest, q.dtype)
         bias = fn.where(pairs, q.builder.constant(0.0, q.dtype) if score is None else score * scale, low)
-        return merge_heads(fn.attention(q, k, v, bias, scale=scale))
+        return merge_heads(q.builder.tap("attentions", fn.attention(q, k, v, bias, scale=scale)))
 
     def position_projection(self, rows: Tensor, name: str, kind: PositionAttention) -> Tensor:
         """The relative rows as keys (``c2p``) or queries (``p2c``) of the layer's attention ``name``."""

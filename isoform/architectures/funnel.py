@@ -24,8 +24,10 @@ The positions are computed in the graph from the symbolic sequence length (iota,
 graph serves every length. Not covered, InputError naming the length: short sequences transformers
 cannot run either (its relative distances leave its ``[-2 seq, 2 seq)`` table: under 5 tokens with
 3 blocks, under 9 with 4), and, with factorized attention, the short ones it runs only by leaving a
-block of ``<cls>`` plus one token unpooled (a graph pools at fixed points). Padding changes which
-tokens pool together, so inputs are never padded to a compile bucket.
+block of ``<cls>`` plus one token unpooled (a graph pools at fixed points). Nor is
+``output_attentions=True`` (refused: the relative attention is a softmax of its own, not an ``attention``
+node the tap rewrite can recompute); ``output_hidden_states`` gives transformers' tuple, pooled lengths
+included. Padding changes which tokens pool together, so inputs are never padded to a compile bucket.
 """
 
 from __future__ import annotations
@@ -207,12 +209,12 @@ class Funnel(Bert):
         x = layer_norm(embedding(ids, "embeddings.word_embeddings", c.vocab_size, c.d_model), "embeddings.layer_norm",
                        c.d_model, c.layer_norm_eps)
         start = self.attention_inputs(x, mask, token_types)
-        last, first = self.encoder(x, start)
+        last, first = self.encoder(x.builder.tap("hidden_states", x), start)
         if not self.with_decoder:
             return {"last_hidden_state": last}
-        x = self.upsample(last, x.shape[1]) + first
+        x = x.builder.tap("hidden_states", self.upsample(last, x.shape[1]) + first)
         for i in range(c.num_decoder_layers):
-            x = self.layer(x, x, start, f"decoder.layers.{i}", block=0)
+            x = x.builder.tap("hidden_states", self.layer(x, x, start, f"decoder.layers.{i}", block=0))
         return {"last_hidden_state": x}
 
     def attention_inputs(self, x: Tensor, mask: Tensor, token_types: Tensor) -> AttentionInputs:
@@ -250,6 +252,7 @@ class Funnel(Bert):
                         state = self.post_attention_pooling(state)
                     else:
                         x = self.layer(x, x, state, f"encoder.blocks.{b}.{j}", block=b)
+                    x.builder.tap("hidden_states", x)
                     applied += 1
                     if applied == c.block_sizes[0]:
                         first = x

@@ -147,7 +147,7 @@ class MobileBert(Bert):
         dims = (width, width, v.shape[-1])
         q, k, v = (split_heads(linear(t, f"{name}.{n}", d, width), c.num_attention_heads)
                    for t, n, d in zip((q, k, v), ("query", "key", "value"), dims))
-        return merge_heads(fn.attention(q, k, v, mask))
+        return merge_heads(q.builder.tap("attentions", fn.attention(q, k, v, mask)))
 
     def layer(self, x: Tensor, name: str, mask: Tensor) -> Tensor:
         c, width, eps = self.config, self.config.true_hidden_size, self.config.layer_norm_eps
@@ -181,8 +181,8 @@ class MobileBert(Bert):
         x = self.embeddings(ids, token_types)
         m = attention_mask(mask)
         for i in range(self.config.num_hidden_layers):
-            x = self.layer(x, LAYER.format(i=i), m)
-        out = {"last_hidden_state": x}
+            x = self.layer(x.builder.tap("hidden_states", x), LAYER.format(i=i), m)
+        out = {"last_hidden_state": x.builder.tap("hidden_states", x)}
         if pooler:
             first = x[:, 0]
             out["pooler_output"] = (fn.tanh(linear(first, "pooler.dense", self.config.hidden_size, self.config.hidden_size))

@@ -93,8 +93,8 @@ class RoFormer(Electra):
         layer_inputs = (attention_mask(mask), *pair_sinusoids(self.positions(x), c.hidden_size // c.num_attention_heads,
                                                               x.dtype))
         for i in range(c.num_hidden_layers):
-            x = self.layer(x, f"encoder.layer.{i}", layer_inputs)
-        return x
+            x = self.layer(x.builder.tap("hidden_states", x), f"encoder.layer.{i}", layer_inputs)
+        return x.builder.tap("hidden_states", x)
 
     def block_attention(self, x: Tensor, name: str, mask: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """Self-attention over rotated heads; ``mask`` is (padding mask, cos, sin)."""
@@ -103,7 +103,7 @@ class RoFormer(Electra):
         q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
         if c.rotary_value:
             v = rotate_pairs(v, cos, sin)
-        return merge_heads(fn.attention(q, k, v, m, causal=c.is_decoder))
+        return merge_heads(x.builder.tap("attentions", fn.attention(q, k, v, m, causal=c.is_decoder)))
 
     def head_masked_lm(self, states: dict[str, Tensor]) -> dict[str, Tensor]:
         c, name = self.config, "cls.predictions.transform"

@@ -83,8 +83,8 @@ class SqueezeBert(Bert):
     def encoder(self, x: Tensor, mask: Tensor) -> Tensor:
         m = attention_mask(mask)
         for i in range(self.config.num_hidden_layers):
-            x = self.layer(x, layer_name(i), m)
-        return x
+            x = self.layer(x.builder.tap("hidden_states", x), layer_name(i), m)
+        return x.builder.tap("hidden_states", x)  # (no attention taps: transformers returns the masked scores)
 
     def head(self, task: str, states: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
         if "pooler_output" not in states:  # every SqueezeBERT class has the pooler: kept so save() writes it back

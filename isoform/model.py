@@ -337,8 +337,10 @@ class Model:
         """Training mode (``mode=False``: `eval`), returns the model. torch: outputs record autograd in
         training mode (under grad mode); in eval mode, the default, they are ordinary tensors computed
         under ``torch.no_grad()`` (fast, and usable as inputs of your own autograd code). jax and
-        tensorflow differentiate any call (`apply`, ``tf.GradientTape``), so the mode is only recorded:
-        the graphs have no dropout yet. BackendError on backends that run inference only."""
+        tensorflow differentiate any call (`apply`, ``tf.GradientTape``). Dropout (the graph's ``dropout``
+        nodes: BERT-family embeddings, sublayer outputs and classifiers) applies in training mode on torch and
+        tensorflow calls, and on jax in ``apply(params, rng=key, ...)``. BackendError on backends that run
+        inference only."""
         programs = [self.program, *self._losses.values(), *([self._shift] if self._shift is not None else [])]
         if not hasattr(self.program, "train"):
             if not mode:
@@ -401,11 +403,12 @@ class Model:
         with self._compiling:
             self._generation, self._idle = None, []  # recompiled over the new values when next needed
 
-    def apply(self, params: Mapping[str, Any], **inputs: Any) -> dict[str, Any]:
+    def apply(self, params: Mapping[str, Any], *, rng: Any = None, **inputs: Any) -> dict[str, Any]:
         """jax: the pure function of the model, ``apply(params, **inputs) -> {name: jax.Array}`` (with
         labels, ``loss`` first), usable under ``jax.jit``, ``jax.grad`` and optax (``params``: a pytree like
-        `params`). Inputs are checked when jax traces them (labels are not range-checked: they may be
-        traced); defaults are filled as in `__call__`; no sequence bucketing."""
+        `params`). ``rng``: a ``jax.random`` key: dropout applied, as in training (None: none, as
+        `eval`; flax's ``dropout_rng``). Inputs are checked when jax traces them (labels are not
+        range-checked: they may be traced); defaults are filled as in `__call__`; no sequence bucketing."""
         if not hasattr(self.program, "fn"):
             raise BackendError(f"apply(params, **inputs) is the jax backend's functional form; this model runs on "
                                f"{self.backend.name!r}: call it, m(**inputs)")
@@ -414,7 +417,8 @@ class Model:
         missing = [s.name for s in self.inputs.specs if s.required and s.name not in inputs]
         if unknown or missing:
             raise InputError(f"apply takes inputs {list(self.inputs.names)}; unknown {unknown}, missing {missing}")
-        out = self.program.fn(params, self.inputs.complete(dict(inputs)))
+        feeds = self.inputs.complete(dict(inputs))
+        out = self.program.fn(params, feeds) if rng is None else self.program.training_fn(params, feeds, rng)
         out = {k: out[k] for k in self.graph.outputs}
         if not labels:
             return out

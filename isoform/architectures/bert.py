@@ -16,6 +16,7 @@ from ..ir import Tensor, fn
 from ..layers import (
     activation,
     attention_mask,
+    dropout,
     embedding,
     feed_forward,
     layer_norm,
@@ -82,6 +83,17 @@ class Bert(Architecture):
     def embedding_dim(self) -> int:
         return self.config.hidden_size
 
+    @property
+    def hidden_dropout(self) -> float:
+        """``hidden_dropout_prob``: after the embeddings and each sublayer, before its residual add."""
+        return self.config.extra("hidden_dropout_prob") or 0.0
+
+    @property
+    def classifier_dropout(self) -> float:
+        """Dropout before a classifier: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        rate = self.config.extra("classifier_dropout")
+        return self.hidden_dropout if rate is None else rate
+
     # -- backbone -------------------------------------------------------------------------------
     def positions(self, ids: Tensor) -> Tensor:
         """Absolute positions 0..seq-1 (broadcast over the batch)."""
@@ -100,16 +112,17 @@ class Bert(Architecture):
     def embeddings(self, ids: Tensor, token_types: Tensor | None, **inputs: Tensor) -> Tensor:
         """`embedding_sum` (given any further graph ``inputs``) through ``embeddings.LayerNorm``."""
         x = self.embedding_sum(ids, token_types, **inputs)
-        return layer_norm(x, "embeddings.LayerNorm", self.embedding_dim, self.config.layer_norm_eps)
+        x = layer_norm(x, "embeddings.LayerNorm", self.embedding_dim, self.config.layer_norm_eps)
+        return dropout(x, self.hidden_dropout)
 
     def layer(self, x: Tensor, name: str, mask: Any) -> Tensor:
         """One post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
         c, dim = self.config, self.config.hidden_size
         a = self.block_attention(x, f"{name}.attention.self", mask)
-        x = layer_norm(linear(a, f"{name}.attention.output.dense", dim, dim, shard="row") + x,
-                       f"{name}.attention.output.LayerNorm", dim, c.layer_norm_eps)
+        a = dropout(linear(a, f"{name}.attention.output.dense", dim, dim, shard="row"), self.hidden_dropout)
+        x = layer_norm(a + x, f"{name}.attention.output.LayerNorm", dim, c.layer_norm_eps)
         h = feed_forward(x, f"{name}.intermediate.dense", f"{name}.output.dense", dim, c.intermediate_size, c.hidden_act)
-        return layer_norm(h + x, f"{name}.output.LayerNorm", dim, c.layer_norm_eps)
+        return layer_norm(dropout(h, self.hidden_dropout) + x, f"{name}.output.LayerNorm", dim, c.layer_norm_eps)
 
     def block_attention(self, x: Tensor, name: str, mask: Any) -> Tensor:
         """The attention sublayer of a block, before its output projection (``mask`` is what
@@ -160,10 +173,12 @@ class Bert(Architecture):
         return {"logits": self.lm_decoder(layer_norm(x, f"{name}.LayerNorm", dim, c.layer_norm_eps))}
 
     def head_sequence_classification(self, states: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"logits": linear(states["pooler_output"], "classifier", self.config.hidden_size, self.config.num_labels)}
+        pooled = dropout(states["pooler_output"], self.classifier_dropout)
+        return {"logits": linear(pooled, "classifier", self.config.hidden_size, self.config.num_labels)}
 
     def head_token_classification(self, states: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"logits": linear(states["last_hidden_state"], "classifier", self.config.hidden_size, self.config.num_labels)}
+        x = dropout(states["last_hidden_state"], self.classifier_dropout)
+        return {"logits": linear(x, "classifier", self.config.hidden_size, self.config.num_labels)}
 
     def head_question_answering(self, states: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.config.num_labels != 2:  # transformers builds qa_outputs with num_labels outputs, then splits in two
@@ -172,7 +187,8 @@ class Bert(Architecture):
         return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
 
     def head_multiple_choice(self, states: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"logits": linear(states["pooler_output"], "classifier", self.config.hidden_size, 1)}
+        pooled = dropout(states["pooler_output"], self.classifier_dropout)
+        return {"logits": linear(pooled, "classifier", self.config.hidden_size, 1)}
 
     # -- weights --------------------------------------------------------------------------------
     def embedding_rules(self) -> list[Rule]:

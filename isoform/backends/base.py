@@ -25,6 +25,11 @@ from ..ir.registry import in_f32
 Lowering = Callable[..., Any]
 
 
+#: Composites a backend lowers only in programs compiled for training: elsewhere they are their
+#: decomposition (dropout: the identity), so inference graphs hold no trace of them.
+TRAINING_ONLY = frozenset({"dropout"})
+
+
 class Backend:
     """Base class of backends. Subclasses set `name`, `framework` (the module whose presence makes
     the backend available) and `extra` (the pip extra that installs it), register lowerings with
@@ -62,9 +67,10 @@ class Backend:
     def supports(self, op: str) -> bool:
         return op in self.lowerings
 
-    def prepare(self, graph: Graph) -> Graph:
-        """Decompose composites this backend does not lower; reject unsupported primitives."""
-        graph = decompose(graph, self.supports)
+    def prepare(self, graph: Graph, training: bool = False) -> Graph:
+        """Decompose composites this backend does not lower, and the `TRAINING_ONLY` ones (dropout:
+        identity) unless the program is for ``training``; reject unsupported primitives."""
+        graph = decompose(graph, lambda op: self.supports(op) and (training or op not in TRAINING_ONLY))
         missing = sorted({n.op for n in graph.nodes if n.op not in self.lowerings})
         if missing:
             first = next(i for i, n in enumerate(graph.nodes) if n.op in missing)

@@ -27,6 +27,7 @@ given f16/bf16 values compute in f32 and round once, like the NumPy references.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import mmap
 import time
@@ -123,7 +124,13 @@ class JaxProgram(Program):
         super().__init__(backend, graph)
         self.params: dict[str, jax.Array] = {p.name: backend.param_to_native(p, params[p.name]) for p in graph.params}
         self.compile_count = 0
-        run = generate(backend.prepare(graph), backend.lowerings, casts=_CASTS)
+        self.fn: Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]] = self._jit(
+            self._traced(backend.prepare(graph)))
+        self._training_fn: Callable[..., dict[str, jax.Array]] | None = None
+
+    def _traced(self, prepared: Graph, overrides: Mapping[int, Callable[..., Any]] | None = None
+                ) -> Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]]:
+        graph, run = self.graph, generate(prepared, self.backend.lowerings, casts=_CASTS, overrides=overrides)
         dtypes = [(v.name, jax_dtype(v.dtype)) for v in graph.inputs]
 
         def traced(params: Mapping[str, jax.Array], inputs: Mapping[str, Any]) -> dict[str, jax.Array]:
@@ -135,15 +142,35 @@ class JaxProgram(Program):
             self.compile_count += 1
             return run(params, {name: inputs[name].astype(dt) for name, dt in dtypes}, env)
 
-        self.fn: Callable[[Mapping[str, jax.Array], Mapping[str, Any]], dict[str, jax.Array]] = self._jit(traced)
+        return traced
 
-    def _jit(self, traced: Callable[..., Any]) -> Callable[..., Any]:
+    @property
+    def training_fn(self) -> Callable[[Mapping[str, jax.Array], Mapping[str, Any], jax.Array], dict[str, jax.Array]]:
+        """``fn`` of the training program: ``training_fn(params, inputs, rng)`` applies dropout with
+        ``jax.random`` bits from the key ``rng`` (each dropout node folds its index into it), pure and
+        jitted like ``fn``; equal to ``fn`` where the graph has no dropout."""
+        if self._training_fn is None:
+            prepared = self.backend.prepare(self.graph, training=True)
+            key: list[jax.Array] = []  # the traced key, set by `keyed` while jax traces it
+            overrides = {i: functools.partial(_dropout, key=key, salt=i)
+                         for i, node in enumerate(prepared.nodes) if node.op == "dropout"}
+            traced = self._traced(prepared, overrides)
+
+            def keyed(params: Mapping[str, jax.Array], inputs: Mapping[str, Any], rng: jax.Array) -> dict[str, jax.Array]:
+                key[:] = [rng]
+                return traced(params, inputs)
+
+            self._training_fn = self._jit(keyed, keyed=True)
+        return self._training_fn
+
+    def _jit(self, traced: Callable[..., Any], keyed: bool = False) -> Callable[..., Any]:
+        """jax.jit of ``traced(params, inputs)`` (``keyed``: ``traced(params, inputs, rng)``)."""
         return jax.jit(traced)
 
     def __call__(self, **inputs: Any) -> dict[str, jax.Array]:
         return self.fn(self.params, inputs)
 
-    training = False  # set by `train`; no op of the IR behaves differently in training yet (no dropout)
+    training = False  # set by `train`; dropout applies in `training_fn` (given a key: `isoform.Model.apply`)
 
     def train(self, mode: bool = True) -> None:
         self.training = mode
@@ -190,6 +217,18 @@ for _op, _f in {"neg": jnp.negative, "abs": jnp.abs, "exp": jnp.exp, "log": jnp.
                 "lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.greater_equal,
                 "logical_and": jnp.logical_and, "logical_or": jnp.logical_or, "where": jnp.where}.items():
     lower(_op)(_f)
+
+
+def _dropout(x, *, rate: float, key: list[jax.Array], salt: int):
+    """Dropout in a training program (`JaxProgram.training_fn`) from the traced key and the node's index."""
+    keep = jax.random.bernoulli(jax.random.fold_in(key[0], salt), 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+@lower("dropout")
+def _keyless_dropout(x, *, rate: float):
+    raise BackendError("dropout on jax needs a PRNG key: it runs in JaxProgram.training_fn(params, inputs, rng) "
+                       "(isoform.Model.apply(params, rng=key, ...)), where each node gets its share of the key")
 
 
 @lower("cast")

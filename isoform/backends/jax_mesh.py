@@ -90,9 +90,9 @@ class ShardedJaxProgram(JaxProgram):
         self._values = {v.name: v for v in graph.inputs}
         super().__init__(backend, graph, params)
 
-    def _jit(self, traced: Callable[..., Any]) -> Callable[..., Any]:
+    def _jit(self, traced: Callable[..., Any], keyed: bool = False) -> Callable[..., Any]:
         shardings = {name: x.sharding for name, x in self.params.items()}
-        return jax.jit(traced, in_shardings=(shardings, None))
+        return jax.jit(traced, in_shardings=(shardings, None, None) if keyed else (shardings, None))
 
     def place_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Inputs on the mesh: batch dims over ``data`` and annotated dims (KV-cache heads over ``model``)

@@ -36,7 +36,17 @@ import numpy as np
 from ..environment import quiet_tensorflow
 from ..ir import Graph
 from ..ir.dtypes import DType
-from .base import Backend, Casts, Lowering, Program, check_inputs, check_params, generate, symbol_sizes
+from .base import (
+    TRAINING_ONLY,
+    Backend,
+    Casts,
+    Lowering,
+    Program,
+    check_inputs,
+    check_params,
+    generate,
+    symbol_sizes,
+)
 
 quiet_tensorflow()  # also when this module is imported directly, not through backends.get
 import tensorflow as tf  # noqa: E402
@@ -92,10 +102,18 @@ class TensorflowProgram(Program):
     def __init__(self, backend: TensorflowBackend, graph: Graph, params: Mapping[str, Any]):
         super().__init__(backend, graph)
         self.module = self.params = tf.Module(name=re.sub(r"\W", "_", graph.name))
-        self.module.variables_by_name = variables = {p.name: _variable(params[p.name], p.name, p.dtype)
-                                                     for p in graph.params}
-        prepared = backend.prepare(graph)
-        run = generate(prepared, backend.lowerings, casts=_CASTS, overrides=channels_last(prepared))
+        self.module.variables_by_name = {p.name: _variable(params[p.name], p.name, p.dtype)
+                                         for p in graph.params}
+        self.function = self.module.forward = self._function(backend.prepare(graph))
+        self._inputs = [(v.name, _TF[v.dtype], v.dtype.numpy) for v in graph.inputs]
+        self._traced: Callable[..., dict[str, tf.Tensor]] | None = None
+        self._dropout = any(n.op in TRAINING_ONLY for n in graph.nodes)
+        self._training_function: Callable[..., dict[str, tf.Tensor]] | None = None
+
+    def _function(self, prepared: Graph) -> Callable[..., dict[str, tf.Tensor]]:
+        """The `tf.function` running ``prepared`` (one trace for all input sizes)."""
+        graph, variables = self.graph, self.module.variables_by_name
+        run = generate(prepared, self.backend.lowerings, casts=_CASTS, overrides=channels_last(prepared))
         names = [v.name for v in graph.inputs]
 
         def forward(*args: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -104,12 +122,9 @@ class TensorflowProgram(Program):
 
         signature = [tf.TensorSpec([d if isinstance(d, int) else None for d in v.shape], _TF[v.dtype])
                      for v in graph.inputs]
-        self.function = self.module.forward = tf.function(forward, input_signature=signature,
-                                                          jit_compile=backend.jit_compile, autograph=False)
-        self._inputs = [(v.name, _TF[v.dtype], v.dtype.numpy) for v in graph.inputs]
-        self._traced: Callable[..., dict[str, tf.Tensor]] | None = None
+        return tf.function(forward, input_signature=signature, jit_compile=self.backend.jit_compile, autograph=False)
 
-    training = False  # set by `train`; no op of the IR behaves differently in training yet (no dropout)
+    training = False  # set by `train`: calls then run the training program (dropout, `tf.random`'s seeds)
 
     def train(self, mode: bool = True) -> None:
         self.training = mode
@@ -133,6 +148,10 @@ class TensorflowProgram(Program):
                 args.append(x if x.dtype == np_dtype else x.astype(np_dtype))
             else:
                 args.append(x if x.dtype == tf_dtype else tf.cast(x, tf_dtype))
+        if self.training and self._dropout:
+            if self._training_function is None:
+                self._training_function = self._function(self.backend.prepare(self.graph, training=True))
+            return self._training_function(*args)
         if self._traced is None:
             self.warmup()
         return self._traced(*args)  # the concrete function: ~100 us less dispatch than the tf.function
@@ -342,6 +361,7 @@ def _conv_last(x, w, *, stride, padding, dilation, groups):
 
 
 # -- composites ------------------------------------------------------------------------------------
+lower("dropout")(lambda x, *, rate: tf.nn.dropout(x, rate=rate))  # training programs only (`TRAINING_ONLY`)
 lower("softmax")(lambda x, *, axis: tf.nn.softmax(x, axis=axis))
 lower("log_softmax")(lambda x, *, axis: tf.nn.log_softmax(x, axis=axis))
 

@@ -21,7 +21,7 @@ the graph on f16 values ("upcast" ops in f32, see `OpDef.half`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ml_dtypes
@@ -33,7 +33,16 @@ from torch import nn
 from ..errors import BackendError
 from ..ir import Graph, all_ops
 from ..ir.dtypes import DType, as_dtype
-from .base import Backend, Casts, Program, check_inputs, check_params, generate, matmul_bias_pairs
+from .base import (
+    TRAINING_ONLY,
+    Backend,
+    Casts,
+    Program,
+    check_inputs,
+    check_params,
+    generate,
+    matmul_bias_pairs,
+)
 
 TORCH = {DType.f32: torch.float32, DType.f16: torch.float16, DType.bf16: torch.bfloat16,
          DType.i32: torch.int32, DType.i64: torch.int64, DType.bool: torch.bool}
@@ -140,13 +149,24 @@ class GraphModule(nn.Module):
         self._declared = next((p.dtype for p in graph.params if p.dtype.is_float), None)
         self._envs: dict[tuple, tuple[dict[str, int], bool]] = {}
         self._consts: dict[tuple, torch.Tensor] = {}
+        self._dropout = any(n.op in TRAINING_ONLY for n in graph.nodes)  # a training program differs
         self._moved()
 
     def extra_repr(self) -> str:
         return f"graph={self._graph.name!r}"
 
     def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
-        return self._call(inputs)
+        return self._call(inputs, training=self.training)
+
+    def _runner(self, prepared: Graph) -> Callable[..., dict[str, torch.Tensor]]:
+        dt = self._dtypes
+        casts = Casts(dt.__getitem__, (torch.float16, torch.bfloat16), torch.float32, torch.Tensor.to)
+        return generate(prepared, {
+            **self._backend.lowerings,
+            "cast": lambda x, *, dtype: x.to(dt[dtype]),
+            "constant": lambda *, value, dtype: self._constant(value, dt[dtype]),
+            "iota": lambda *, shape, axis, dtype: _iota(shape, axis, dt[dtype], self._device),
+        }, casts=casts, overrides=_fused_linears(prepared, casts))
 
     def _apply(self, fn: Any, recurse: bool = True) -> GraphModule:
         out = super()._apply(fn, recurse)
@@ -164,13 +184,9 @@ class GraphModule(nn.Module):
         self._consts.clear()
         self._envs.clear()
         self._inputs = [(v.name, dt[v.dtype]) for v in self._graph.inputs]
-        casts = Casts(dt.__getitem__, (torch.float16, torch.bfloat16), torch.float32, torch.Tensor.to)
-        self._run = generate(self._prepared, {
-            **self._backend.lowerings,
-            "cast": lambda x, *, dtype: x.to(dt[dtype]),
-            "constant": lambda *, value, dtype: self._constant(value, dt[dtype]),
-            "iota": lambda *, shape, axis, dtype: _iota(shape, axis, dt[dtype], self._device),
-        }, casts=casts, overrides=_fused_linears(self._prepared, casts))
+        self._dtypes = dt
+        self._run = self._runner(self._prepared)
+        self._train_run = None  # the training program (dropout applied), generated on first use
 
     def _constant(self, value: Any, dtype: torch.dtype) -> torch.Tensor:
         key = (id(value), dtype)  # `value` is the node's attribute object: stable for the graph's life
@@ -180,7 +196,8 @@ class GraphModule(nn.Module):
                 t = self._consts[key] = torch.from_numpy(np.array(value)).to(self._device, dtype)
         return t
 
-    def _call(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def _call(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, torch.Tensor]:
+        """The outputs for ``inputs``; ``training``: with dropout (the graph's training program)."""
         try:  # fast path: torch inputs of shapes/dtypes seen before
             key = tuple([(x.shape, x.dtype) if isinstance(x := inputs[n], torch.Tensor) else None for n in self._order])
         except KeyError:
@@ -191,7 +208,12 @@ class GraphModule(nn.Module):
         env, cast = hit
         if cast:
             inputs = {n: inputs[n].to(want) for n, want in self._inputs}
-        return self._run(self._params, inputs, env)
+        run = self._run
+        if training and self._dropout:
+            if self._train_run is None:
+                self._train_run = self._runner(self._backend.prepare(self._graph, training=True))
+            run = self._train_run
+        return run(self._params, inputs, env)
 
     def _admit(self, inputs: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], tuple[dict[str, int], bool]]:
         """Convert non-torch inputs (onto the parameters' device) and check them against the graph,
@@ -253,7 +275,7 @@ class TorchProgram(Program):
             with torch._C._InferenceMode(True):  # what torch.inference_mode() enters, minus ~1us of Python
                 return self.module._call(inputs)
         if self.module.training:
-            return self.module._call(inputs)
+            return self.module._call(inputs, training=True)
         with torch.no_grad():
             return self.module._call(inputs)
 
@@ -295,6 +317,7 @@ def _iota(shape: list[int], axis: int, dtype: torch.dtype, device: torch.device)
 
 
 lower("iota")(lambda *, shape, axis, dtype: _iota(shape, axis, TORCH[dtype], torch.device("cpu")))
+lower("dropout")(lambda x, *, rate: F.dropout(x, rate, training=True))  # training programs only (`TRAINING_ONLY`)
 
 # -- reductions and scans ----------------------------------------------------------------------------
 for _op, _f in {"reduce_sum": torch.sum, "reduce_mean": torch.mean, "reduce_max": torch.amax,

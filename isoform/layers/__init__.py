@@ -8,6 +8,7 @@ weight map is mostly the identity. No framework is imported here.
 
 from .activations import ACTIVATIONS, activation
 from .attention import attention_mask, merge_heads, multi_head_attention, split_heads
+from .dropout import dropout
 from .embedding import embedding, unembed
 from .feed_forward import feed_forward
 from .linear import linear, linear_rules
@@ -18,6 +19,7 @@ __all__ = [
     "ACTIVATIONS",
     "activation",
     "attention_mask",
+    "dropout",
     "embedding",
     "feed_forward",
     "first_token",

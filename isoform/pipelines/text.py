@@ -305,10 +305,12 @@ class Text2TextGenerationPipeline(Pipeline):
     """v4 transformers' text2text-generation (and summarization, translation) on a ``seq2seq-lm`` model:
     per input ``[{"generated_text"}]`` (``summary_text``, ``translation_text``; ``..._token_ids`` with
     ``return_tensors=True``); a list of inputs with one result each gives a flat list of dicts. The
-    checkpoint's ``prefix`` and ``task_specific_params[task]`` apply as in transformers."""
+    checkpoint's ``prefix`` and ``task_specific_params[task]`` apply as in transformers, and v4's pipeline
+    defaults (256 new tokens, 4 beams) where neither the call nor the checkpoint's generation config sets them."""
 
     model_task = "seq2seq-lm"
     return_name = "generated"
+    generation_defaults = {"max_new_tokens": 256, "num_beams": 4}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -335,7 +337,7 @@ class Text2TextGenerationPipeline(Pipeline):
         texts = [(self.prefix or "") + t for t in items]
         enc, extra = self._tokenize(texts, truncation, src_lang, tgt_lang)
         out = self.model.generate(enc["input_ids"], attention_mask=enc.get("attention_mask"),
-                                  **{**extra, **generate_kwargs})
+                                  **self._generate_options({**extra, **generate_kwargs}))
         out = np.asarray(out)
         rows = out.reshape(len(items), -1, out.shape[-1])
         key = f"{self.return_name}_token_ids" if return_tensors else f"{self.return_name}_text"
@@ -351,12 +353,16 @@ class SummarizationPipeline(Text2TextGenerationPipeline):
 class TranslationPipeline(Text2TextGenerationPipeline):
     """Also ``src_lang`` / ``tgt_lang`` for multilingual tokenizers (mBART, M2M100): the source language
     frames the input and the target language's token is forced first, as transformers'
-    ``_build_translation_inputs``."""
+    ``_build_translation_inputs``. Plain ``translation`` on a checkpoint whose ``task_specific_params``
+    name a ``translation_XX_to_YY`` task is that task (its prefix), as v4's ``pipeline()``."""
 
     return_name = "translation"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, task: str, model: Any, *args: Any, **kwargs: Any):
+        if task == "translation":
+            task = next((k for k in model.config.extra("task_specific_params") or {} if k.startswith("translation")),
+                        task)
+        super().__init__(task, model, *args, **kwargs)
         parts = self.task.split("_")  # translation_en_to_fr
         if len(parts) == 4:
             self.defaults = {"src_lang": parts[1], "tgt_lang": parts[3], **self.defaults}

@@ -165,8 +165,9 @@ class QuestionAnsweringPipeline(Pipeline):
     answer spans of its context as ``{"score", "start", "end", "answer"}`` (a dict when one answer,
     else a list). Contexts longer than ``max_seq_len`` (default ``min(model_max_length, 384)``) run in
     windows overlapping by ``doc_stride`` tokens (default ``min(max_seq_len // 2, 128)``); answers are at
-    most ``max_answer_len`` (15) tokens, aligned to whole words unless ``align_to_words=False``;
-    ``handle_impossible_answer=True`` also scores the empty answer (the [CLS] position)."""
+    most ``max_answer_len`` (15) tokens, aligned to whole words unless ``align_to_words=False``; spans
+    giving the same answer text (case-insensitive, from any window) are one answer whose score is the sum
+    of theirs, as v4.57; ``handle_impossible_answer=True`` also scores the empty answer (the [CLS] position)."""
 
     model_task = "question-answering"
 
@@ -215,17 +216,23 @@ class QuestionAnsweringPipeline(Pipeline):
                  for k in ("input_ids", "attention_mask", "token_type_ids") if k in features[0]}
         out = self._forward(batch)
         starts, ends = out["start_logits"].astype(np.float32), out["end_logits"].astype(np.float32)
+        candidates = top_k * 2 + 10 if align_to_words else top_k  # spans aligned to one word answer as one
         results, row = [], 0
         for (_, context), per_example in zip(examples, spans):
             answers, null = [], 1000000.0
             for f in per_example:
                 n = len(f["input_ids"])
-                chosen, null = _best_spans(starts[row, :n], ends[row, :n], f["p_mask"], null, top_k,
+                chosen, null = _best_spans(starts[row, :n], ends[row, :n], f["p_mask"], null, candidates,
                                            handle_impossible_answer, max_answer_len)
                 row += 1
                 for s, e, score in chosen:
                     start, end = _chars(f["encoding"], s, e, f["context_index"], align_to_words)
-                    answers.append({"score": score, "start": start, "end": end, "answer": context[start:end]})
+                    text = context[start:end]
+                    same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
+                    if same is None:
+                        answers.append({"score": score, "start": start, "end": end, "answer": text})
+                    else:  # the same answer from another span or window: v4 adds the scores
+                        same["score"] += score
             if handle_impossible_answer:
                 answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
             answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]

@@ -221,6 +221,8 @@ def _linalg(g: _Gen) -> Iterator[Case]:
 
 
 def _composites(g: _Gen) -> Iterator[Case]:
+    for dt in FLOATS:  # inference programs: the identity (training programs are tested per backend)
+        yield Case("dropout", [g.array(g.shape(3), dt)], {"rate": 0.3})
     for op in ("softmax", "log_softmax"):
         for dt in FLOATS:
             yield Case(op, [g.array(g.shape(3), dt, -6, 6)], {"axis": -1})

@@ -219,3 +219,19 @@ register(OpDef("attention", ("q", "k", "v", "?mask"), _infer_attention, _ref_att
                {"scale": Attr("opt_float", None), "causal": Attr("bool", False)}, half="upcast",
                decompose=_dec_attention,
                doc="softmax(q @ k^T * scale + mask) @ v with grouped-query heads; see the module docstring"))
+
+
+def _ref_dropout(x, *, rate: float):
+    return as_np(x)
+
+
+def _infer_dropout(x: TensorType, *, rate: float) -> list[TensorType]:
+    float_dtype("dropout", x)
+    require(0.0 <= rate < 1.0, f"dropout: rate must be in [0, 1), got {rate}")
+    return [x]
+
+
+register(OpDef("dropout", ("x",), _infer_dropout, _ref_dropout, {"rate": Attr("float")}, half="native",
+               decompose=lambda x, *, rate: x,
+               doc="identity (inference); programs compiled for training (`Backend.prepare(graph, training=True)`) "
+                   "zero each element with probability `rate` and scale the rest by 1 / (1 - rate)"))

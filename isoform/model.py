@@ -622,7 +622,7 @@ def _new_head(arch: Architecture, task: str | None, seed: int) -> NewParams | No
     """The head tensors a checkpoint may lack for ``task`` (none for the bare model)."""
     if task is None:
         return None
-    return NewParams(arch.head_patterns, float(getattr(arch.config, "initializer_range", 0.02)), seed, arch.tasks[task])
+    return NewParams(arch.head_patterns, arch.config.number("initializer_range", 0.02, 0.0), seed, arch.tasks[task])
 
 
 def _check_classes(name: str, y: np.ndarray, classes: int) -> None:

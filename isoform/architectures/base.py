@@ -109,6 +109,16 @@ class ArchConfig(BaseModel):
         """An undeclared config key, or ``default``."""
         return (self.model_extra or {}).get(key, default)
 
+    def number(self, key: str, default: float, low: float = float("-inf"), high: float = float("inf")) -> float:
+        """Config key ``key`` (declared or not; None or missing: ``default``) as a float in
+        [``low``, ``high``); ConfigError naming the key otherwise."""
+        value = getattr(self, key, None)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < high:
+            raise ConfigError(f"config.json: {key} must be a number in [{low}, {high}), got {value!r}")
+        return float(value)
+
     def to_dict(self) -> dict[str, Any]:
         """The config as ``config.json`` data (declared and unknown keys)."""
         return self.model_dump(mode="json")

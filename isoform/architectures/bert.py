@@ -86,13 +86,12 @@ class Bert(Architecture):
     @property
     def hidden_dropout(self) -> float:
         """``hidden_dropout_prob``: after the embeddings and each sublayer, before its residual add."""
-        return self.config.extra("hidden_dropout_prob") or 0.0
+        return self.config.number("hidden_dropout_prob", 0.0, 0.0, 1.0)
 
     @property
     def classifier_dropout(self) -> float:
         """Dropout before a classifier: ``classifier_dropout``, else ``hidden_dropout_prob``."""
-        rate = self.config.extra("classifier_dropout")
-        return self.hidden_dropout if rate is None else rate
+        return self.config.number("classifier_dropout", self.hidden_dropout, 0.0, 1.0)
 
     # -- backbone -------------------------------------------------------------------------------
     def positions(self, ids: Tensor) -> Tensor:

@@ -23,7 +23,18 @@ def _labels(candidate_labels: Any, hypothesis_template: str) -> list[str]:
     return list(labels)
 
 
-class ZeroShotClassificationPipeline(Pipeline):
+class _CandidateLabelsPipeline(Pipeline):
+    """A pipeline whose one positional argument after the inputs is ``candidate_labels``, as transformers'."""
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and "candidate_labels" not in kwargs:
+            kwargs["candidate_labels"] = args[0]
+        elif args:
+            raise InputError(f"{self.task}: unexpected arguments {args!r}")
+        return super().__call__(inputs, **kwargs)
+
+
+class ZeroShotClassificationPipeline(_CandidateLabelsPipeline):
     """transformers' zero-shot-classification: each text is the premise of one NLI pair per candidate label
     (``hypothesis_template``, default ``"This example is {}."``); the scores are the entailment logits
     softmaxed over the labels, or with ``multi_label=True`` (or one label) each label's entailment vs
@@ -31,13 +42,6 @@ class ZeroShotClassificationPipeline(Pipeline):
     Per text ``{"sequence", "labels", "scores"}``, best first."""
 
     model_task = "sequence-classification"
-
-    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1 and "candidate_labels" not in kwargs:
-            kwargs["candidate_labels"] = args[0]
-        elif args:
-            raise InputError(f"zero-shot-classification: unexpected arguments {args!r}")
-        return super().__call__(inputs, **kwargs)
 
     def entailment_id(self) -> int:
         """The entailment class: of ``label2id`` (else ``id2label``), the first label starting with
@@ -70,20 +74,13 @@ class ZeroShotClassificationPipeline(Pipeline):
         return results
 
 
-class ZeroShotImageClassificationPipeline(Pipeline):
+class ZeroShotImageClassificationPipeline(_CandidateLabelsPipeline):
     """transformers' zero-shot-image-classification on CLIP: per image ``[{"score", "label"}, ...]`` over
     ``candidate_labels`` (as ``hypothesis_template``, default ``"This is a photo of {}."``), the softmax
     of ``logits_per_image``, best first."""
 
     model_task = None  # the bare CLIP model: logits_per_image
     preprocessor = "processor"
-
-    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1 and "candidate_labels" not in kwargs:
-            kwargs["candidate_labels"] = args[0]
-        elif args:
-            raise InputError(f"zero-shot-image-classification: unexpected arguments {args!r}")
-        return super().__call__(inputs, **kwargs)
 
     def _is_single(self, inputs: Any) -> bool:
         return is_image(inputs)
